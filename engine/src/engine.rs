@@ -1,0 +1,964 @@
+//! [`Engine`]: the handle the rest of aisle holds. It validates requests, turns them into log
+//! records, runs them through [`State::execute`], and hands back an [`Ack`] whose LSN the caller
+//! waits on (blocking with [`Engine::wait`], or as a future with [`Engine::durable`]) before it
+//! tells anyone the write happened. It also owns recovery, snapshots and the expiry sweeper.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::command::{
+    Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve,
+    ReserveLine,
+};
+use crate::error::{Entity, EngineError, FieldError, Result};
+use crate::limits::*;
+use crate::model::{check_channel, check_code, check_text, finish, LocationDef, SkuDef};
+use crate::snapshot::{self, HeldLineImage, IdempotencyImage, Image, ReservationImage, SkuImage};
+use crate::state::{
+    Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, SkuEntry, Sink, State,
+};
+use crate::time::{day_of, Clock, SystemClock, Timestamp};
+use crate::view::{CellView, Outcome, ReservationStatus, ReservationView, SkuStock, StockTotals};
+use crate::wal::{
+    DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Wal, WalConfig, WalError,
+    WalStats,
+};
+
+/// Everything the engine is configured with; built by the binary, validated here.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Number of shards (a power of two).
+    pub shards: usize,
+    pub wal: WalConfig,
+    /// Take a snapshot after this many log records (0: never by count).
+    pub snapshot_every_records: u64,
+    /// Take a snapshot at least this often when anything changed (None: never by time).
+    pub snapshot_interval: Option<Duration>,
+    /// How often the sweeper releases expired holds (None: only when `expire_due` is called).
+    pub expiry_sweep_interval: Option<Duration>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("shards", &self.shards)
+            .field("durability", &self.wal.durability)
+            .field("snapshot_every_records", &self.snapshot_every_records)
+            .field("snapshot_interval", &self.snapshot_interval)
+            .field("expiry_sweep_interval", &self.expiry_sweep_interval)
+            .finish()
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: 64,
+            wal: WalConfig::default(),
+            snapshot_every_records: 1_000_000,
+            snapshot_interval: Some(Duration::from_secs(300)),
+            expiry_sweep_interval: Some(Duration::from_millis(100)),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// A configuration for tests: manual sweeps and snapshots, the given durability.
+    pub fn manual(durability: Durability, clock: Arc<dyn Clock>) -> Self {
+        EngineConfig {
+            shards: 16,
+            wal: WalConfig {
+                durability,
+                ..WalConfig::default()
+            },
+            snapshot_every_records: 0,
+            snapshot_interval: None,
+            expiry_sweep_interval: None,
+            clock,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.shards.is_power_of_two() || self.shards > SHARDS_MAX {
+            return Err(format!("shards must be a power of two up to {SHARDS_MAX}"));
+        }
+        self.wal.validate().map_err(|e| e.to_string())
+    }
+}
+
+/// Where the engine keeps its files: the log's segments and the snapshots.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub wal: Arc<dyn LogStorage>,
+    pub snapshots: Arc<dyn LogStorage>,
+}
+
+impl Storage {
+    /// `<data_dir>/wal` and `<data_dir>/snapshots` on the real file system.
+    pub fn dir(data_dir: &Path) -> std::io::Result<Self> {
+        Ok(Storage {
+            wal: Arc::new(DirStorage::open(data_dir.join("wal"))?),
+            snapshots: Arc::new(DirStorage::open(data_dir.join("snapshots"))?),
+        })
+    }
+
+    /// In memory, for tests that simulate crashes.
+    pub fn memory() -> (Self, MemStorage, MemStorage) {
+        let wal = MemStorage::default();
+        let snapshots = MemStorage::default();
+        (
+            Storage {
+                wal: Arc::new(wal.clone()),
+                snapshots: Arc::new(snapshots.clone()),
+            },
+            wal,
+            snapshots,
+        )
+    }
+}
+
+/// What start-up found and did.
+#[derive(Debug)]
+pub struct OpenReport {
+    pub snapshot: Option<String>,
+    pub snapshot_lsn: Lsn,
+    pub skipped_snapshots: Vec<String>,
+    pub wal: RecoveryReport,
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}
+
+/// A write's result, valid once its log record is durable.
+#[derive(Debug, Clone)]
+#[must_use = "a write is acknowledged only after its log record is durable: pass it to Engine::wait"]
+pub struct Ack<T> {
+    pub value: T,
+    /// The record to wait for; `None` when nothing was logged (a harmless repeat).
+    pub lsn: Option<Lsn>,
+}
+
+impl<T> Ack<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Ack<U> {
+        Ack {
+            value: f(self.value),
+            lsn: self.lsn,
+        }
+    }
+}
+
+/// A reservation request as a caller states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveRequest {
+    pub channel: String,
+    pub customer: Option<String>,
+    pub ttl_seconds: Option<u32>,
+    pub lines: Vec<ReserveLine>,
+}
+
+/// Engine-wide counters for metrics and readiness.
+#[derive(Debug, Clone)]
+pub struct EngineStats {
+    pub active_reservations: i64,
+    pub last_lsn: Lsn,
+    pub durable_lsn: Lsn,
+    pub last_snapshot_lsn: Lsn,
+    pub snapshots_taken: u64,
+    pub last_snapshot_duration: Duration,
+    pub wal: WalStats,
+    pub read_only_reason: Option<String>,
+}
+
+/// What a finished snapshot covered.
+#[derive(Debug, Clone)]
+pub struct SnapshotInfo {
+    pub file: String,
+    pub lsn: Lsn,
+    pub bytes: usize,
+    pub cells: usize,
+    pub wal_segments_removed: usize,
+    pub duration: Duration,
+}
+
+struct Inner {
+    state: State,
+    wal: Wal,
+    config: EngineConfig,
+    storage: Storage,
+    snapshot_lock: Mutex<()>,
+    last_snapshot_lsn: AtomicU64,
+    snapshots_taken: AtomicU64,
+    last_snapshot_nanos: AtomicU64,
+    stopping: AtomicBool,
+    wakeup: (Mutex<()>, Condvar),
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The inventory engine. Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.inner.config).finish()
+    }
+}
+
+const SYSTEM_ACTOR: &str = "system";
+
+impl Engine {
+    /// Recovers from the newest valid snapshot plus the log after it, then starts the
+    /// background sweeper and snapshotter the configuration asks for.
+    pub fn open(config: EngineConfig, storage: Storage) -> std::result::Result<(Engine, OpenReport), OpenError> {
+        config.validate().map_err(OpenError::Config)?;
+        let started = Instant::now();
+        let loaded = snapshot::load_newest(&storage.snapshots)?;
+        let state = State::new(config.shards);
+        let snapshot_lsn = loaded.image.as_ref().map_or(0, |image| image.lsn);
+        if let Some(image) = &loaded.image {
+            restore(&state, image);
+        }
+        let mut replay = |_lsn: Lsn, bytes: &[u8]| -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            let record = crate::command::decode(bytes)?;
+            state.execute(&record, Sink::Replay)?;
+            Ok(())
+        };
+        let (wal, wal_report) = Wal::open(storage.wal.clone(), config.wal.clone(), snapshot_lsn, &mut replay)?;
+        let inner = Arc::new(Inner {
+            state,
+            wal,
+            config,
+            storage,
+            snapshot_lock: Mutex::new(()),
+            last_snapshot_lsn: AtomicU64::new(snapshot_lsn),
+            snapshots_taken: AtomicU64::new(0),
+            last_snapshot_nanos: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            wakeup: (Mutex::new(()), Condvar::new()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let engine = Engine { inner };
+        engine.start_background();
+        let report = OpenReport {
+            snapshot: loaded.file,
+            snapshot_lsn,
+            skipped_snapshots: loaded.skipped,
+            wal: wal_report,
+            duration: started.elapsed(),
+        };
+        Ok((engine, report))
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.config.clock.now()
+    }
+
+    /// Logs and applies one command built at time `at`.
+    fn submit(&self, ctx: Context<'_>, at: Timestamp, command: Command) -> Result<Ack<Outcome>> {
+        check_context(&ctx)?;
+        self.inner.wal.admit()?;
+        let record = LogRecord {
+            at,
+            actor: ctx.actor.to_owned(),
+            idempotency: ctx.idempotency.map(|(key, fingerprint)| IdempotencyTag {
+                key: key.to_owned(),
+                fingerprint,
+            }),
+            command,
+        };
+        let (value, lsn) = self.inner.state.execute(&record, Sink::Log(&self.inner.wal))?;
+        self.nudge_snapshotter(lsn);
+        Ok(Ack { value, lsn })
+    }
+
+    /// Blocks until the write is durable (per the durability mode), then returns its value.
+    pub fn wait<T>(&self, ack: Ack<T>) -> Result<T> {
+        if let Some(lsn) = ack.lsn {
+            self.inner.wal.wait_durable(lsn)?;
+        }
+        Ok(ack.value)
+    }
+
+    /// Resolves when `lsn` is durable; for async callers (the HTTP front).
+    pub fn durable(&self, lsn: Lsn) -> impl std::future::Future<Output = Result<(), WalError>> + '_ {
+        self.inner.wal.durable(lsn)
+    }
+
+    pub fn put_location(&self, ctx: Context<'_>, def: LocationDef) -> Result<Ack<bool>> {
+        def.validate().map_err(EngineError::Invalid)?;
+        let ack = self.submit(ctx, self.now(), Command::PutLocation(def))?;
+        Ok(ack.map(|outcome| matches!(outcome, Outcome::Put { created: true })))
+    }
+
+    pub fn put_sku(&self, ctx: Context<'_>, def: SkuDef) -> Result<Ack<bool>> {
+        def.validate().map_err(EngineError::Invalid)?;
+        let ack = self.submit(ctx, self.now(), Command::PutSku(def))?;
+        Ok(ack.map(|outcome| matches!(outcome, Outcome::Put { created: true })))
+    }
+
+    pub fn receive(&self, ctx: Context<'_>, receive: Receive) -> Result<Ack<CellView>> {
+        let mut errors = Vec::new();
+        check_cell_ref(&receive.sku, &receive.location, &mut errors);
+        if receive.qty == 0 || receive.qty > LINE_QTY_MAX {
+            errors.push(FieldError::new("qty", format!("must be 1 to {LINE_QTY_MAX}")));
+        }
+        if receive.unit_cost.is_some_and(|cost| cost > UNIT_COST_MAX) {
+            errors.push(FieldError::new("unit_cost", format!("must be at most {UNIT_COST_MAX}")));
+        }
+        if let Some(lot) = &receive.lot {
+            check_code("lot.code", &lot.code, &mut errors);
+        }
+        if let Some(reason) = &receive.reason {
+            check_text("reason", reason, NOTE_LEN_MAX, &mut errors);
+        }
+        finish(errors).map_err(EngineError::Invalid)?;
+        into_cell(self.submit(ctx, self.now(), Command::Receive(receive))?)
+    }
+
+    pub fn adjust(&self, ctx: Context<'_>, adjust: Adjust) -> Result<Ack<CellView>> {
+        let mut errors = Vec::new();
+        check_cell_ref(&adjust.sku, &adjust.location, &mut errors);
+        match adjust.change {
+            AdjustChange::Delta(delta) if delta == 0 || delta.abs() > ADJUST_QTY_MAX => {
+                errors.push(FieldError::new("delta", format!("must be non-zero and at most {ADJUST_QTY_MAX} in size")))
+            }
+            AdjustChange::Counted(counted) if !(0..=ADJUST_QTY_MAX).contains(&counted) => {
+                errors.push(FieldError::new("counted", format!("must be 0 to {ADJUST_QTY_MAX}")))
+            }
+            _ => {}
+        }
+        if let Some(lot) = &adjust.lot {
+            check_code("lot.code", &lot.code, &mut errors);
+        }
+        if let Some(note) = &adjust.note {
+            check_text("note", note, NOTE_LEN_MAX, &mut errors);
+        }
+        finish(errors).map_err(EngineError::Invalid)?;
+        into_cell(self.submit(ctx, self.now(), Command::Adjust(adjust))?)
+    }
+
+    pub fn set_cell_policy(&self, ctx: Context<'_>, policy: CellPolicy) -> Result<Ack<CellView>> {
+        let mut errors = Vec::new();
+        check_cell_ref(&policy.sku, &policy.location, &mut errors);
+        for (field, value) in [
+            ("safety_stock", policy.safety_stock),
+            ("reorder_point", policy.reorder_point),
+            ("reorder_qty", policy.reorder_qty),
+        ] {
+            if value.is_some_and(|v| !(0..=ADJUST_QTY_MAX).contains(&v)) {
+                errors.push(FieldError::new(field, format!("must be 0 to {ADJUST_QTY_MAX}")));
+            }
+        }
+        finish(errors).map_err(EngineError::Invalid)?;
+        into_cell(self.submit(ctx, self.now(), Command::SetCellPolicy(policy))?)
+    }
+
+    /// Holds stock on every line or on none (lines for the same cell are merged).
+    pub fn reserve(&self, ctx: Context<'_>, request: ReserveRequest) -> Result<Ack<ReservationView>> {
+        let ReserveRequest {
+            channel,
+            customer,
+            ttl_seconds,
+            lines,
+        } = request;
+        let mut errors = Vec::new();
+        check_channel("channel", &channel, &mut errors);
+        if let Some(customer) = &customer {
+            if customer.is_empty() {
+                errors.push(FieldError::new("customer", "must not be empty"));
+            }
+            check_text("customer", customer, CUSTOMER_LEN_MAX, &mut errors);
+        }
+        let ttl = ttl_seconds.unwrap_or(TTL_SECONDS_DEFAULT);
+        if ttl == 0 || ttl > TTL_SECONDS_MAX {
+            errors.push(FieldError::new("ttl_seconds", format!("must be 1 to {TTL_SECONDS_MAX}")));
+        }
+        let lines = merge_lines(lines, &mut errors);
+        finish(errors).map_err(EngineError::Invalid)?;
+        let at = self.now();
+        let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
+        let command = Command::Reserve(Reserve {
+            id,
+            channel,
+            customer,
+            expires_at: at + i64::from(ttl) * 1000,
+            lines,
+        });
+        into_reservation(self.submit(ctx, at, command)?)
+    }
+
+    /// Moves an active reservation's expiry to `ttl_seconds` from now.
+    pub fn extend(&self, ctx: Context<'_>, id: u64, ttl_seconds: u32) -> Result<Ack<ReservationView>> {
+        if ttl_seconds == 0 || ttl_seconds > TTL_SECONDS_MAX {
+            return Err(EngineError::invalid("ttl_seconds", format!("must be 1 to {TTL_SECONDS_MAX}")));
+        }
+        let at = self.now();
+        let expires_at = at + i64::from(ttl_seconds) * 1000;
+        into_reservation(self.submit(ctx, at, Command::Extend { id, expires_at })?)
+    }
+
+    /// An active reservation becomes committed (an order was placed for it).
+    pub fn commit(&self, ctx: Context<'_>, id: u64, order_ref: Option<String>) -> Result<Ack<ReservationView>> {
+        if let Some(order_ref) = &order_ref {
+            let mut errors = Vec::new();
+            check_text("order_ref", order_ref, NOTE_LEN_MAX, &mut errors);
+            finish(errors).map_err(EngineError::Invalid)?;
+        }
+        into_reservation(self.submit(ctx, self.now(), Command::Commit { id, order_ref })?)
+    }
+
+    /// A committed reservation's units leave: `on_hand` and `committed` drop.
+    pub fn fulfill(&self, ctx: Context<'_>, id: u64) -> Result<Ack<ReservationView>> {
+        into_reservation(self.submit(ctx, self.now(), Command::Fulfill { id })?)
+    }
+
+    /// Releases an active reservation or cancels a committed one; repeating it is harmless.
+    pub fn release(&self, ctx: Context<'_>, id: u64) -> Result<Ack<ReservationView>> {
+        loop {
+            let status = self
+                .inner
+                .state
+                .reservations
+                .get(&id)
+                .map(|r| r.status)
+                .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+            let command = match status {
+                ReservationStatus::Active => Command::Release { id },
+                ReservationStatus::Committed => Command::Cancel { id },
+                _ => {
+                    let view = self.reservation(id).ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+                    return Ok(Ack { value: view, lsn: None });
+                }
+            };
+            match self.submit(ctx, self.now(), command) {
+                // It changed state under us (expired, committed): look again.
+                Err(EngineError::Conflict(crate::error::Conflict::ReservationState { .. })) => continue,
+                other => return into_reservation(other?),
+            }
+        }
+    }
+
+    /// Releases holds whose `expires_at` has passed; returns how many expired.
+    pub fn expire_due(&self) -> Result<usize> {
+        let state = &self.inner.state;
+        let now = self.now();
+        let mut expired = 0;
+        for shard in 0..state.shards.len() {
+            let due: Vec<(Timestamp, u64)> = {
+                let mut guard = state.shards[shard].lock();
+                let mut due = Vec::new();
+                while let Some(Reverse((at, id))) = guard.expiries.peek().copied() {
+                    if at > now || due.len() >= EXPIRIES_PER_SWEEP_STEP_MAX {
+                        break;
+                    }
+                    guard.expiries.pop();
+                    due.push((at, id));
+                }
+                due
+            };
+            for (i, &(at, id)) in due.iter().enumerate() {
+                let live = state
+                    .reservations
+                    .get(&id)
+                    .is_some_and(|r| r.status == ReservationStatus::Active && r.expires_at <= now);
+                if !live {
+                    continue;
+                }
+                match self.submit(Context::actor(SYSTEM_ACTOR), now, Command::Expire { id }) {
+                    Ok(_) => expired += 1,
+                    Err(EngineError::Conflict(_)) | Err(EngineError::NotFound { .. }) => {}
+                    Err(e) => {
+                        // Put back what was not expired so a later sweep retries it.
+                        let mut guard = state.shards[shard].lock();
+                        for &(at, id) in &due[i..] {
+                            guard.expiries.push(Reverse((at, id)));
+                        }
+                        let _ = at;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(expired)
+    }
+
+    pub fn reservation(&self, id: u64) -> Option<ReservationView> {
+        let reservation = self.inner.state.reservations.get(&id)?.clone();
+        Some(self.inner.state.view(&reservation))
+    }
+
+    pub fn location(&self, code: &str) -> Option<LocationDef> {
+        let table = self.inner.state.locations.read();
+        table.id(code).map(|id| table.defs[id as usize].clone())
+    }
+
+    pub fn locations(&self) -> Vec<LocationDef> {
+        self.inner.state.locations.read().defs.clone()
+    }
+
+    pub fn sku(&self, code: &str) -> Option<SkuDef> {
+        let state = &self.inner.state;
+        let shard = state.shards[state.shard_of(code)].lock();
+        shard.skus.get(code).map(|entry| entry.def.clone())
+    }
+
+    /// SKUs in code order, starting after `after`, with an optional prefix.
+    pub fn skus(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<SkuDef> {
+        let mut found: Vec<SkuDef> = Vec::new();
+        for shard in self.inner.state.shards.iter() {
+            let shard = shard.lock();
+            found.extend(
+                shard
+                    .skus
+                    .values()
+                    .filter(|e| e.def.code.starts_with(prefix) && after.is_none_or(|a| e.def.code.as_str() > a))
+                    .map(|e| e.def.clone()),
+            );
+        }
+        found.sort_unstable_by(|a, b| a.code.cmp(&b.code));
+        found.truncate(limit);
+        found
+    }
+
+    /// One cell; a cell that never held stock reads as zeros.
+    pub fn cell(&self, sku: &str, location: &str) -> Result<CellView> {
+        let state = &self.inner.state;
+        let location_id = state
+            .locations
+            .read()
+            .id(location)
+            .ok_or_else(|| EngineError::not_found(Entity::Location, location))?;
+        let today = day_of(self.now());
+        let shard = state.shards[state.shard_of(sku)].lock();
+        let entry = shard.skus.get(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))?;
+        let empty = crate::cell::Cell::default();
+        let cell = entry.cell(location_id).unwrap_or(&empty);
+        Ok(CellView::of(sku, location, cell, today))
+    }
+
+    /// One SKU at every location that has a cell, with totals.
+    pub fn stock(&self, sku: &str) -> Result<SkuStock> {
+        let state = &self.inner.state;
+        let today = day_of(self.now());
+        let cells: Vec<(LocId, crate::cell::Cell)> = {
+            let shard = state.shards[state.shard_of(sku)].lock();
+            let entry = shard.skus.get(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))?;
+            entry.cells.clone()
+        };
+        let table = state.locations.read();
+        let mut total = StockTotals::default();
+        let locations = cells
+            .iter()
+            .map(|(location, cell)| {
+                let view = CellView::of(sku, table.code(*location), cell, today);
+                total.add(&view);
+                view
+            })
+            .collect();
+        Ok(SkuStock {
+            sku: sku.to_owned(),
+            total,
+            locations,
+        })
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let inner = &self.inner;
+        EngineStats {
+            active_reservations: inner.state.active_reservations.load(Ordering::Relaxed),
+            last_lsn: inner.wal.last_lsn(),
+            durable_lsn: inner.wal.durable_lsn(),
+            last_snapshot_lsn: inner.last_snapshot_lsn.load(Ordering::Relaxed),
+            snapshots_taken: inner.snapshots_taken.load(Ordering::Relaxed),
+            last_snapshot_duration: Duration::from_nanos(inner.last_snapshot_nanos.load(Ordering::Relaxed)),
+            wal: inner.wal.stats(),
+            read_only_reason: inner.wal.read_only_reason(),
+        }
+    }
+
+    /// Why the engine takes no writes, if it does not.
+    pub fn read_only_reason(&self) -> Option<String> {
+        self.inner.wal.read_only_reason()
+    }
+
+    /// Writes a snapshot of the whole state now and deletes the log it covers.
+    pub fn snapshot(&self) -> Result<SnapshotInfo> {
+        let inner = &self.inner;
+        let _one_at_a_time = inner.snapshot_lock.lock();
+        let started = Instant::now();
+        let image = capture(&inner.state, &inner.wal, self.now());
+        let cells = image.skus.iter().map(|s| s.cells.len()).sum();
+        let lsn = image.lsn;
+        // The image may reflect records not yet synced; never publish it ahead of the log.
+        inner.wal.flush()?;
+        let bytes = snapshot::encode(&image).map_err(|e| EngineError::Storage(e.to_string()))?.len();
+        let file = snapshot::write(&inner.storage.snapshots, &image).map_err(|e| EngineError::Storage(e.to_string()))?;
+        drop(image);
+        inner.wal.rotate()?;
+        let wal_segments_removed = inner.wal.remove_through(lsn)?;
+        snapshot::remove_older(&inner.storage.snapshots, lsn);
+        let duration = started.elapsed();
+        inner.last_snapshot_lsn.store(lsn, Ordering::Relaxed);
+        inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
+        inner.last_snapshot_nanos.store(duration.as_nanos() as u64, Ordering::Relaxed);
+        Ok(SnapshotInfo {
+            file,
+            lsn,
+            bytes,
+            cells,
+            wal_segments_removed,
+            duration,
+        })
+    }
+
+    /// Checks SPEC invariant 2 and each cell's own consistency over the whole state:
+    /// `reserved` is the sum of active holds and `committed` the sum of committed lines.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let state = &self.inner.state;
+        let guards = state.lock_all();
+        let mut held: HashMap<(String, LocId), (i64, i64)> = HashMap::new();
+        let mut active = 0;
+        for entry in state.reservations.iter() {
+            let slot = |line: &HeldLine| (line.sku.to_string(), line.location);
+            match entry.status {
+                ReservationStatus::Active => {
+                    active += 1;
+                    for line in entry.lines.iter() {
+                        held.entry(slot(line)).or_default().0 += i64::from(line.qty);
+                    }
+                }
+                ReservationStatus::Committed => {
+                    for line in entry.lines.iter() {
+                        held.entry(slot(line)).or_default().1 += i64::from(line.qty);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for guard in &guards {
+            for entry in guard.skus.values() {
+                for (location, cell) in &entry.cells {
+                    cell.check().map_err(|e| format!("{}@{location}: {e}", entry.code))?;
+                    let (reserved, committed) = held.remove(&(entry.code.to_string(), *location)).unwrap_or_default();
+                    if cell.reserved != reserved {
+                        return Err(format!("{}@{location}: reserved {} but holds sum to {reserved}", entry.code, cell.reserved));
+                    }
+                    if cell.committed != committed {
+                        return Err(format!("{}@{location}: committed {} but lines sum to {committed}", entry.code, cell.committed));
+                    }
+                }
+            }
+        }
+        if let Some(((sku, location), _)) = held.into_iter().find(|(_, (r, c))| *r != 0 || *c != 0) {
+            return Err(format!("holds on {sku}@{location}, which has no cell"));
+        }
+        let counted = state.active_reservations.load(Ordering::Relaxed);
+        if counted != active {
+            return Err(format!("active_reservations says {counted}, there are {active}"));
+        }
+        Ok(())
+    }
+
+    /// Stops the background threads, then flushes and syncs the log.
+    pub fn close(self) -> Result<()> {
+        self.stop_background();
+        self.inner.wal.flush()?;
+        Ok(())
+    }
+
+    fn start_background(&self) {
+        let config = &self.inner.config;
+        let mut threads = self.inner.threads.lock();
+        if let Some(every) = config.expiry_sweep_interval {
+            let weak = Arc::downgrade(&self.inner);
+            threads.push(spawn("aisle-expiry", move || {
+                let mut last_prune = Instant::now();
+                while let Some(engine) = weak.upgrade().map(|inner| Engine { inner }) {
+                    if engine.pause(every) {
+                        break;
+                    }
+                    let _ = engine.expire_due();
+                    if last_prune.elapsed() > Duration::from_secs(60) {
+                        engine.inner.state.prune(engine.now());
+                        last_prune = Instant::now();
+                    }
+                }
+            }));
+        }
+        if config.snapshot_every_records > 0 || config.snapshot_interval.is_some() {
+            let weak = Arc::downgrade(&self.inner);
+            let check_every = Duration::from_millis(200);
+            threads.push(spawn("aisle-snapshot", move || {
+                let mut last = Instant::now();
+                while let Some(engine) = weak.upgrade().map(|inner| Engine { inner }) {
+                    if engine.pause(check_every) {
+                        break;
+                    }
+                    let inner = &engine.inner;
+                    let since = inner.wal.last_lsn().saturating_sub(inner.last_snapshot_lsn.load(Ordering::Relaxed));
+                    let by_count = inner.config.snapshot_every_records > 0 && since >= inner.config.snapshot_every_records;
+                    let by_time = inner.config.snapshot_interval.is_some_and(|every| last.elapsed() >= every) && since > 0;
+                    if (by_count || by_time) && inner.wal.read_only_reason().is_none() {
+                        let _ = engine.snapshot();
+                        last = Instant::now();
+                    }
+                }
+            }));
+        }
+    }
+
+    /// Sleeps up to `period`; true when the engine is stopping.
+    fn pause(&self, period: Duration) -> bool {
+        let (lock, condvar) = &self.inner.wakeup;
+        let mut guard = lock.lock();
+        if !self.inner.stopping.load(Ordering::Acquire) {
+            condvar.wait_for(&mut guard, period);
+        }
+        self.inner.stopping.load(Ordering::Acquire)
+    }
+
+    fn nudge_snapshotter(&self, _lsn: Option<Lsn>) {}
+
+    fn stop_background(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        {
+            let _guard = self.inner.wakeup.0.lock();
+            self.inner.wakeup.1.notify_all();
+        }
+        let threads: Vec<_> = self.inner.threads.lock().drain(..).collect();
+        for thread in threads {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .expect("spawning an engine thread")
+}
+
+fn check_context(ctx: &Context<'_>) -> Result<()> {
+    let mut errors = Vec::new();
+    if ctx.actor.is_empty() || ctx.actor.len() > ACTOR_LEN_MAX {
+        errors.push(FieldError::new("actor", format!("must be 1 to {ACTOR_LEN_MAX} bytes")));
+    }
+    if let Some((key, _)) = ctx.idempotency {
+        if key.is_empty()
+            || key.len() > IDEMPOTENCY_KEY_LEN_MAX
+            || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        {
+            errors.push(FieldError::new(
+                "Idempotency-Key",
+                format!("must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable characters"),
+            ));
+        }
+    }
+    finish(errors).map_err(EngineError::Invalid)
+}
+
+fn check_cell_ref(sku: &str, location: &str, errors: &mut Vec<FieldError>) {
+    check_code("sku", sku, errors);
+    check_code("location", location, errors);
+}
+
+/// Validates lines and merges those for the same cell, keeping first-seen order.
+fn merge_lines(lines: Vec<ReserveLine>, errors: &mut Vec<FieldError>) -> Vec<ReserveLine> {
+    if lines.is_empty() || lines.len() > LINES_PER_REQUEST_MAX {
+        errors.push(FieldError::new("lines", format!("must hold 1 to {LINES_PER_REQUEST_MAX} lines")));
+        return lines;
+    }
+    let mut merged: Vec<ReserveLine> = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
+        check_code(&format!("lines[{i}].sku"), &line.sku, errors);
+        check_code(&format!("lines[{i}].location"), &line.location, errors);
+        if line.qty == 0 || line.qty > LINE_QTY_MAX {
+            errors.push(FieldError::new(format!("lines[{i}].qty"), format!("must be 1 to {LINE_QTY_MAX}")));
+            continue;
+        }
+        match merged.iter_mut().find(|m| m.sku == line.sku && m.location == line.location) {
+            Some(m) if m.qty + line.qty > LINE_QTY_MAX => {
+                errors.push(FieldError::new(format!("lines[{i}].qty"), format!("lines for one cell add up to more than {LINE_QTY_MAX}")));
+            }
+            Some(m) => m.qty += line.qty,
+            None => merged.push(line),
+        }
+    }
+    merged
+}
+
+fn into_cell(ack: Ack<Outcome>) -> Result<Ack<CellView>> {
+    match ack.value {
+        Outcome::Cell(cell) => Ok(Ack { value: cell, lsn: ack.lsn }),
+        other => Err(EngineError::Internal(format!("expected a cell, got {other:?}"))),
+    }
+}
+
+fn into_reservation(ack: Ack<Outcome>) -> Result<Ack<ReservationView>> {
+    match ack.value {
+        Outcome::Reservation(view) => Ok(Ack { value: view, lsn: ack.lsn }),
+        other => Err(EngineError::Internal(format!("expected a reservation, got {other:?}"))),
+    }
+}
+
+/// Copies the whole state into an image, holding every lock for the copy only.
+fn capture(state: &State, wal: &Wal, now: Timestamp) -> Image {
+    let table = state.locations.read();
+    let guards = state.lock_all();
+    // Every record appended so far was appended under one of the locks now held.
+    let lsn = wal.last_lsn();
+    let skus = guards
+        .iter()
+        .flat_map(|guard| guard.skus.values())
+        .map(|entry| SkuImage {
+            def: entry.def.clone(),
+            cells: entry.cells.clone(),
+        })
+        .collect();
+    let reservations = state
+        .reservations
+        .iter()
+        .map(|r| ReservationImage {
+            id: r.id,
+            channel: r.channel.to_string(),
+            customer: r.customer.as_deref().map(str::to_owned),
+            lines: r
+                .lines
+                .iter()
+                .map(|line| HeldLineImage {
+                    sku: line.sku.to_string(),
+                    location: line.location,
+                    qty: line.qty,
+                })
+                .collect(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            status: r.status,
+            order_ref: r.order_ref.as_deref().map(str::to_owned),
+            finished_at: r.finished_at,
+        })
+        .collect();
+    let idempotency = state
+        .idempotency
+        .iter()
+        .filter_map(|entry| match entry.value() {
+            IdempotencyState::Done {
+                fingerprint,
+                at,
+                outcome,
+                ..
+            } => Some(IdempotencyImage {
+                key: entry.key().to_string(),
+                fingerprint: *fingerprint,
+                at: *at,
+                outcome: outcome.clone(),
+            }),
+            IdempotencyState::Pending { .. } => None,
+        })
+        .collect();
+    Image {
+        lsn,
+        taken_at: now,
+        next_reservation_id: state.next_reservation_id.load(Ordering::Relaxed),
+        locations: table.defs.clone(),
+        skus,
+        reservations,
+        idempotency,
+    }
+}
+
+/// Rebuilds the state from an image (start-up only; nothing else is running).
+fn restore(state: &State, image: &Image) {
+    {
+        let mut table = state.locations.write();
+        *table = LocationTable::default();
+        for (id, def) in image.locations.iter().enumerate() {
+            table.by_code.insert(def.code.as_str().into(), id as LocId);
+            table.defs.push(def.clone());
+        }
+    }
+    let mut codes: HashMap<&str, Arc<str>> = HashMap::with_capacity(image.skus.len());
+    for sku in &image.skus {
+        let code: Arc<str> = sku.def.code.as_str().into();
+        codes.insert(sku.def.code.as_str(), code.clone());
+        let mut shard = state.shards[state.shard_of(&sku.def.code)].lock();
+        shard.skus.insert(
+            code.clone(),
+            SkuEntry {
+                code,
+                def: sku.def.clone(),
+                cells: sku.cells.clone(),
+            },
+        );
+    }
+    let mut active = 0;
+    for r in &image.reservations {
+        let lines: Box<[HeldLine]> = r
+            .lines
+            .iter()
+            .map(|line| HeldLine {
+                sku: codes.get(line.sku.as_str()).cloned().unwrap_or_else(|| line.sku.as_str().into()),
+                location: line.location,
+                qty: line.qty,
+            })
+            .collect();
+        let reservation = Reservation {
+            id: r.id,
+            channel: r.channel.as_str().into(),
+            customer: r.customer.as_deref().map(Into::into),
+            lines,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            status: r.status,
+            order_ref: r.order_ref.as_deref().map(Into::into),
+            finished_at: r.finished_at,
+        };
+        if reservation.status == ReservationStatus::Active {
+            active += 1;
+            let home = state.home_shard(&reservation);
+            state.shards[home].lock().expiries.push(Reverse((reservation.expires_at, reservation.id)));
+        }
+        state.reservations.insert(r.id, reservation);
+    }
+    state.active_reservations.store(active, Ordering::Relaxed);
+    for entry in &image.idempotency {
+        state.idempotency.insert(
+            entry.key.as_str().into(),
+            IdempotencyState::Done {
+                fingerprint: entry.fingerprint,
+                at: entry.at,
+                lsn: None,
+                outcome: entry.outcome.clone(),
+            },
+        );
+    }
+    state.next_reservation_id.store(image.next_reservation_id, Ordering::Relaxed);
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.wal.flush();
+    }
+}

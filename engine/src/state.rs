@@ -1,0 +1,723 @@
+//! The engine's in-memory state and the one function that changes it: [`State::execute`].
+//!
+//! Layout: locations in one small table (read-mostly, behind an `RwLock`); SKUs with their
+//! cells partitioned into shards by a hash of the SKU code, each shard behind its own mutex;
+//! reservations and idempotency results in concurrent maps whose entries are only changed
+//! while the shards of the reservation's lines are locked.
+//!
+//! **Architecture Invariant:** a command takes the locks of every shard it touches in
+//! ascending shard order, checks, applies and appends its log record while holding them, so log
+//! order equals apply order for any two commands that touch the same cell, and a multi-SKU
+//! command is applied all-or-nothing. There is no lock shared by all reservations.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam::utils::CachePadded;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use smallvec::SmallVec;
+
+use crate::cell::Cell;
+use crate::command::{
+    Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve,
+    ReserveLine,
+};
+use crate::error::{Conflict, Entity, EngineError, Result, Shortfall};
+use crate::limits::*;
+use crate::model::{LocationDef, SkuDef};
+use crate::time::{day_of, Timestamp};
+use crate::view::{CellView, Outcome, ReservationStatus, ReservationView};
+use crate::wal::{Lsn, Wal};
+
+/// Dense index of a location in the location table; stable for the life of the data.
+pub type LocId = u32;
+
+#[derive(Debug, Default)]
+pub(crate) struct LocationTable {
+    pub by_code: FxHashMap<Box<str>, LocId>,
+    pub defs: Vec<LocationDef>,
+}
+
+impl LocationTable {
+    pub fn id(&self, code: &str) -> Option<LocId> {
+        self.by_code.get(code).copied()
+    }
+    pub fn code(&self, id: LocId) -> &str {
+        &self.defs[id as usize].code
+    }
+}
+
+/// A SKU and its cells, one per location that ever held stock or a policy.
+#[derive(Debug)]
+pub(crate) struct SkuEntry {
+    pub code: Arc<str>,
+    pub def: SkuDef,
+    /// Sorted by location id.
+    pub cells: Vec<(LocId, Cell)>,
+}
+
+impl SkuEntry {
+    pub fn cell(&self, location: LocId) -> Option<&Cell> {
+        self.cells
+            .binary_search_by_key(&location, |(id, _)| *id)
+            .ok()
+            .map(|i| &self.cells[i].1)
+    }
+
+    pub fn cell_mut(&mut self, location: LocId) -> Option<&mut Cell> {
+        match self.cells.binary_search_by_key(&location, |(id, _)| *id) {
+            Ok(i) => Some(&mut self.cells[i].1),
+            Err(_) => None,
+        }
+    }
+
+    pub fn cell_or_insert(&mut self, location: LocId) -> &mut Cell {
+        let i = match self.cells.binary_search_by_key(&location, |(id, _)| *id) {
+            Ok(i) => i,
+            Err(i) => {
+                self.cells.insert(i, (location, Cell::default()));
+                i
+            }
+        };
+        &mut self.cells[i].1
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ShardState {
+    pub skus: FxHashMap<Arc<str>, SkuEntry>,
+    /// Expiry times of reservations whose lowest shard is this one. Entries are hints: a
+    /// reservation extended or finished since is skipped when its entry comes due.
+    pub expiries: BinaryHeap<Reverse<(Timestamp, u64)>>,
+}
+
+/// A held line: shared SKU code, so a reservation does not copy it.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldLine {
+    pub sku: Arc<str>,
+    pub location: LocId,
+    pub qty: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Reservation {
+    pub id: u64,
+    pub channel: Box<str>,
+    pub customer: Option<Box<str>>,
+    pub lines: Box<[HeldLine]>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub status: ReservationStatus,
+    pub order_ref: Option<Box<str>>,
+    /// When it left `active`/`committed`; finished reservations are pruned after a while.
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum IdempotencyState {
+    /// The first request with this key is executing.
+    Pending { fingerprint: u64 },
+    Done {
+        fingerprint: u64,
+        at: Timestamp,
+        lsn: Option<Lsn>,
+        outcome: Outcome,
+    },
+}
+
+/// Who asked, and with which idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub actor: &'a str,
+    pub idempotency: Option<(&'a str, u64)>,
+}
+
+impl<'a> Context<'a> {
+    pub fn actor(actor: &'a str) -> Self {
+        Context {
+            actor,
+            idempotency: None,
+        }
+    }
+    /// Adds an idempotency key and a fingerprint of the request body it guards.
+    pub fn with_key(mut self, key: &'a str, fingerprint: u64) -> Self {
+        self.idempotency = Some((key, fingerprint));
+        self
+    }
+}
+
+/// The whole in-memory state. Owned by the engine; the WAL is passed in so replay can use the
+/// same code without logging.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub locations: RwLock<LocationTable>,
+    pub shards: Box<[CachePadded<Mutex<ShardState>>]>,
+    shard_mask: usize,
+    pub reservations: DashMap<u64, Reservation, FxBuildHasher>,
+    pub idempotency: DashMap<Box<str>, IdempotencyState, FxBuildHasher>,
+    pub next_reservation_id: AtomicU64,
+    pub active_reservations: AtomicI64,
+}
+
+/// Where a command's effects go: logged (live) or not (replay of the log itself).
+pub(crate) enum Sink<'w> {
+    Log(&'w Wal),
+    Replay,
+}
+
+type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, ShardState>); 4]>;
+
+impl State {
+    pub fn new(shards: usize) -> Self {
+        assert!(shards.is_power_of_two() && shards <= SHARDS_MAX);
+        State {
+            locations: RwLock::new(LocationTable::default()),
+            shards: (0..shards).map(|_| CachePadded::new(Mutex::new(ShardState::default()))).collect(),
+            shard_mask: shards - 1,
+            reservations: DashMap::with_hasher(FxBuildHasher),
+            idempotency: DashMap::with_hasher(FxBuildHasher),
+            next_reservation_id: AtomicU64::new(1),
+            active_reservations: AtomicI64::new(0),
+        }
+    }
+
+    pub fn shard_of(&self, sku: &str) -> usize {
+        let mut hasher = FxBuildHasher.build_hasher();
+        sku.hash(&mut hasher);
+        // Fx mixes low bits poorly for short keys; take the high bits.
+        ((hasher.finish() >> 40) as usize) & self.shard_mask
+    }
+
+    fn lock(&self, mut shards: SmallVec<[usize; 4]>) -> Guards<'_> {
+        shards.sort_unstable();
+        shards.dedup();
+        shards.into_iter().map(|i| (i, self.shards[i].lock())).collect()
+    }
+
+    pub fn lock_all(&self) -> Vec<MutexGuard<'_, ShardState>> {
+        self.shards.iter().map(|shard| shard.lock()).collect()
+    }
+
+    /// Runs one command: claims its idempotency key, locks its shards, checks it, applies it
+    /// and (live) appends it to the log — all or nothing.
+    pub fn execute(&self, record: &LogRecord, sink: Sink<'_>) -> Result<(Outcome, Option<Lsn>)> {
+        let key = record
+            .idempotency
+            .as_ref()
+            .map(|tag| scoped_key(&record.actor, &tag.key));
+        if let (Sink::Log(_), Some(key), Some(tag)) = (&sink, &key, &record.idempotency) {
+            if let Some(done) = self.claim_key(key, tag)? {
+                return Ok(done);
+            }
+        }
+        let result = self.execute_locked(record, &sink, key.as_deref());
+        if result.is_err() {
+            if let Some(key) = &key {
+                self.idempotency
+                    .remove_if(key.as_ref(), |_, state| matches!(state, IdempotencyState::Pending { .. }));
+            }
+        }
+        result
+    }
+
+    /// Returns the remembered result of a finished request with this key, or claims the key.
+    fn claim_key(&self, key: &str, tag: &IdempotencyTag) -> Result<Option<(Outcome, Option<Lsn>)>> {
+        match self.idempotency.entry(key.into()) {
+            Entry::Occupied(entry) => match entry.get() {
+                IdempotencyState::Done {
+                    fingerprint,
+                    outcome,
+                    lsn,
+                    ..
+                } if *fingerprint == tag.fingerprint => Ok(Some((outcome.clone(), *lsn))),
+                IdempotencyState::Done { .. } => Err(Conflict::IdempotencyKeyReused.into()),
+                IdempotencyState::Pending { fingerprint } if *fingerprint == tag.fingerprint => {
+                    Err(Conflict::IdempotencyKeyInProgress.into())
+                }
+                IdempotencyState::Pending { .. } => Err(Conflict::IdempotencyKeyReused.into()),
+            },
+            Entry::Vacant(entry) => {
+                entry.insert(IdempotencyState::Pending {
+                    fingerprint: tag.fingerprint,
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    fn execute_locked(
+        &self,
+        record: &LogRecord,
+        sink: &Sink<'_>,
+        key: Option<&str>,
+    ) -> Result<(Outcome, Option<Lsn>)> {
+        // Catalog writes serialise on the location table; everything else on shards.
+        if let Command::PutLocation(def) = &record.command {
+            let mut table = self.locations.write();
+            let created = match table.id(&def.code) {
+                Some(id) => {
+                    table.defs[id as usize] = def.clone();
+                    false
+                }
+                None => {
+                    if table.defs.len() >= LOCATIONS_MAX {
+                        return Err(EngineError::invalid("code", "too many locations"));
+                    }
+                    let id = table.defs.len() as LocId;
+                    table.defs.push(def.clone());
+                    table.by_code.insert(def.code.as_str().into(), id);
+                    true
+                }
+            };
+            let outcome = Outcome::Put { created };
+            let lsn = self.finish(record, sink, key, &outcome)?;
+            return Ok((outcome, lsn));
+        }
+
+        let shards = self.shards_of(&record.command)?;
+        let mut guards = self.lock(shards);
+        let outcome = self.apply(record, &mut guards)?;
+        let lsn = self.finish(record, sink, key, &outcome)?;
+        drop(guards);
+        Ok((outcome, lsn))
+    }
+
+    /// Appends the record (live) and remembers the outcome under its idempotency key. Called
+    /// with the command's locks held.
+    fn finish(
+        &self,
+        record: &LogRecord,
+        sink: &Sink<'_>,
+        key: Option<&str>,
+        outcome: &Outcome,
+    ) -> Result<Option<Lsn>> {
+        let lsn = match sink {
+            Sink::Log(wal) => {
+                let bytes = crate::command::encode(record)
+                    .map_err(|e| EngineError::Internal(format!("encoding a log record: {e}")))?;
+                Some(wal.append(&bytes)?)
+            }
+            Sink::Replay => None,
+        };
+        if let (Some(key), Some(tag)) = (key, &record.idempotency) {
+            self.idempotency.insert(
+                key.into(),
+                IdempotencyState::Done {
+                    fingerprint: tag.fingerprint,
+                    at: record.at,
+                    lsn,
+                    outcome: outcome.clone(),
+                },
+            );
+        }
+        Ok(lsn)
+    }
+
+    fn shards_of(&self, command: &Command) -> Result<SmallVec<[usize; 4]>> {
+        Ok(match command {
+            Command::PutLocation(_) => SmallVec::new(),
+            Command::PutSku(def) => smallvec::smallvec![self.shard_of(&def.code)],
+            Command::Receive(Receive { sku, .. })
+            | Command::Adjust(Adjust { sku, .. })
+            | Command::SetCellPolicy(CellPolicy { sku, .. }) => {
+                smallvec::smallvec![self.shard_of(sku)]
+            }
+            Command::Reserve(reserve) => reserve.lines.iter().map(|l| self.shard_of(&l.sku)).collect(),
+            Command::Extend { id, .. }
+            | Command::Commit { id, .. }
+            | Command::Fulfill { id }
+            | Command::Release { id }
+            | Command::Cancel { id }
+            | Command::Expire { id } => {
+                let reservation = self
+                    .reservations
+                    .get(id)
+                    .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+                reservation.lines.iter().map(|l| self.shard_of(&l.sku)).collect()
+            }
+        })
+    }
+
+    fn location_id(&self, code: &str) -> Result<LocId> {
+        self.locations
+            .read()
+            .id(code)
+            .ok_or_else(|| EngineError::not_found(Entity::Location, code))
+    }
+
+    fn sku_mut<'g>(&self, guards: &'g mut Guards<'_>, sku: &str) -> Result<&'g mut SkuEntry> {
+        let shard = self.shard_of(sku);
+        let state = guards
+            .iter_mut()
+            .find(|(i, _)| *i == shard)
+            .map(|(_, guard)| &mut **guard)
+            .ok_or_else(|| EngineError::Internal(format!("shard {shard} of {sku} is not locked")))?;
+        state
+            .skus
+            .get_mut(sku)
+            .ok_or_else(|| EngineError::not_found(Entity::Sku, sku))
+    }
+
+    fn shard_mut<'g>(&self, guards: &'g mut Guards<'_>, shard: usize) -> Result<&'g mut ShardState> {
+        guards
+            .iter_mut()
+            .find(|(i, _)| *i == shard)
+            .map(|(_, guard)| &mut **guard)
+            .ok_or_else(|| EngineError::Internal(format!("shard {shard} is not locked")))
+    }
+
+    /// Checks and applies one command whose shards are locked. On error nothing has changed.
+    fn apply(&self, record: &LogRecord, guards: &mut Guards<'_>) -> Result<Outcome> {
+        let today = day_of(record.at);
+        match &record.command {
+            Command::PutLocation(_) => Err(EngineError::Internal("locations are not sharded".into())),
+            Command::PutSku(def) => {
+                let shard = self.shard_of(&def.code);
+                let state = self.shard_mut(guards, shard)?;
+                let created = match state.skus.get_mut(def.code.as_str()) {
+                    Some(entry) => {
+                        entry.def = def.clone();
+                        false
+                    }
+                    None => {
+                        let code: Arc<str> = def.code.as_str().into();
+                        state.skus.insert(
+                            code.clone(),
+                            SkuEntry {
+                                code,
+                                def: def.clone(),
+                                cells: Vec::new(),
+                            },
+                        );
+                        true
+                    }
+                };
+                Ok(Outcome::Put { created })
+            }
+            Command::Receive(receive) => {
+                let location = self.location_id(&receive.location)?;
+                let entry = self.sku_mut(guards, &receive.sku)?;
+                if let Some(lot) = &receive.lot {
+                    let conflicts = entry
+                        .cell(location)
+                        .is_some_and(|cell| cell.lot_conflicts(&lot.code, lot.expires_on));
+                    if conflicts {
+                        return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
+                    }
+                    let lots = entry.cell(location).map_or(0, |cell| cell.lots().len());
+                    if lots >= LOTS_PER_CELL_MAX {
+                        return Err(EngineError::invalid("lot", "too many lots in this cell"));
+                    }
+                }
+                let cell = entry.cell_or_insert(location);
+                cell.receive(
+                    i64::from(receive.qty),
+                    receive.unit_cost,
+                    receive.lot.as_ref().map(|lot| (lot.code.as_str(), lot.expires_on)),
+                );
+                Ok(Outcome::Cell(CellView::of(&receive.sku, &receive.location, cell, today)))
+            }
+            Command::Adjust(adjust) => {
+                let location = self.location_id(&adjust.location)?;
+                let entry = self.sku_mut(guards, &adjust.sku)?;
+                let before = entry.cell(location).map_or(0, |cell| cell.on_hand);
+                let delta = match adjust.change {
+                    AdjustChange::Delta(delta) => delta,
+                    AdjustChange::Counted(counted) => counted - before,
+                };
+                if before + delta < 0 {
+                    return Err(EngineError::invalid(
+                        "delta",
+                        format!("would leave on_hand at {} (it is {before})", before + delta),
+                    ));
+                }
+                if let Some(lot) = &adjust.lot {
+                    let cell = entry.cell(location);
+                    if delta > 0 && cell.is_some_and(|c| c.lot_conflicts(&lot.code, lot.expires_on)) {
+                        return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
+                    }
+                }
+                let cell = entry.cell_or_insert(location);
+                let lot = adjust.lot.as_ref().map(|lot| (lot.code.as_str(), lot.expires_on));
+                if delta > 0 {
+                    cell.add(delta, lot);
+                } else if delta < 0 {
+                    cell.remove(-delta, lot.map(|(code, _)| code), today);
+                }
+                Ok(Outcome::Cell(CellView::of(&adjust.sku, &adjust.location, cell, today)))
+            }
+            Command::SetCellPolicy(policy) => {
+                let location = self.location_id(&policy.location)?;
+                let entry = self.sku_mut(guards, &policy.sku)?;
+                let cell = entry.cell_or_insert(location);
+                if let Some(v) = policy.safety_stock {
+                    cell.safety_stock = v;
+                }
+                if let Some(v) = policy.reorder_point {
+                    cell.reorder_point = v;
+                }
+                if let Some(v) = policy.reorder_qty {
+                    cell.reorder_qty = v;
+                }
+                Ok(Outcome::Cell(CellView::of(&policy.sku, &policy.location, cell, today)))
+            }
+            Command::Reserve(reserve) => self.apply_reserve(record.at, reserve, guards),
+            Command::Extend { id, expires_at } => {
+                let home = self.modify(*id, ReservationStatus::Active, |r| {
+                    r.expires_at = *expires_at;
+                    Ok(())
+                })?;
+                let shard = self.home_shard(&home);
+                self.shard_mut(guards, shard)?.expiries.push(Reverse((*expires_at, *id)));
+                Ok(Outcome::Reservation(self.view(&home)))
+            }
+            Command::Commit { id, order_ref } => {
+                let done = self.transition(*id, ReservationStatus::Active, ReservationStatus::Committed, record.at, guards, |cell, qty| {
+                    cell.reserved -= qty;
+                    cell.committed += qty;
+                }, order_ref.as_deref())?;
+                Ok(Outcome::Reservation(done))
+            }
+            Command::Fulfill { id } => {
+                let done = self.transition(*id, ReservationStatus::Committed, ReservationStatus::Fulfilled, record.at, guards, |cell, qty| {
+                    cell.committed -= qty;
+                    cell.ship(qty.min(cell.on_hand), today);
+                }, None)?;
+                Ok(Outcome::Reservation(done))
+            }
+            Command::Release { id } => {
+                let done = self.transition(*id, ReservationStatus::Active, ReservationStatus::Released, record.at, guards, |cell, qty| {
+                    cell.reserved -= qty;
+                }, None)?;
+                Ok(Outcome::Reservation(done))
+            }
+            Command::Cancel { id } => {
+                let done = self.transition(*id, ReservationStatus::Committed, ReservationStatus::Cancelled, record.at, guards, |cell, qty| {
+                    cell.committed -= qty;
+                }, None)?;
+                Ok(Outcome::Reservation(done))
+            }
+            Command::Expire { id } => {
+                let due = self
+                    .reservations
+                    .get(id)
+                    .is_some_and(|r| r.expires_at <= record.at);
+                if !due {
+                    return Err(Conflict::Other(format!("reservation {id} is not due to expire")).into());
+                }
+                let done = self.transition(*id, ReservationStatus::Active, ReservationStatus::Expired, record.at, guards, |cell, qty| {
+                    cell.reserved -= qty;
+                }, None)?;
+                Ok(Outcome::Reservation(done))
+            }
+        }
+    }
+
+    fn apply_reserve(&self, at: Timestamp, reserve: &Reserve, guards: &mut Guards<'_>) -> Result<Outcome> {
+        let today = day_of(at);
+        if self.reservations.contains_key(&reserve.id) {
+            return Err(EngineError::Internal(format!("reservation id {} reused", reserve.id)));
+        }
+        // Resolve locations once, under one short read lock.
+        let mut locations: SmallVec<[LocId; 4]> = SmallVec::with_capacity(reserve.lines.len());
+        {
+            let table = self.locations.read();
+            for (i, line) in reserve.lines.iter().enumerate() {
+                let id = table
+                    .id(&line.location)
+                    .ok_or_else(|| EngineError::not_found(Entity::Location, line.location.as_str()))?;
+                if !table.defs[id as usize].sells_to(&reserve.channel) {
+                    return Err(EngineError::invalid(
+                        format!("lines[{i}].location"),
+                        format!("{} does not sell to channel {}", line.location, reserve.channel),
+                    ));
+                }
+                locations.push(id);
+            }
+        }
+        // Check every line first so the answer lists each shortfall.
+        let mut shortfalls = Vec::new();
+        for (line, &location) in reserve.lines.iter().zip(&locations) {
+            let entry = self.sku_mut(guards, &line.sku)?;
+            if !entry.def.active {
+                return Err(EngineError::invalid("lines", format!("sku {} is not active", line.sku)));
+            }
+            let available = entry.cell(location).map_or(0, |cell| cell.available(today));
+            if available < i64::from(line.qty) {
+                shortfalls.push(Shortfall {
+                    sku: line.sku.clone(),
+                    location: Some(line.location.clone()),
+                    requested: u64::from(line.qty),
+                    available: available.max(0) as u64,
+                });
+            }
+        }
+        if !shortfalls.is_empty() {
+            return Err(EngineError::InsufficientStock(shortfalls));
+        }
+        let mut held = Vec::with_capacity(reserve.lines.len());
+        for (line, &location) in reserve.lines.iter().zip(&locations) {
+            let entry = self.sku_mut(guards, &line.sku)?;
+            let code = entry.code.clone();
+            let cell = entry.cell_mut(location).ok_or_else(|| EngineError::Internal("checked cell vanished".into()))?;
+            cell.reserved += i64::from(line.qty);
+            debug_assert!(cell.available_raw(today) >= 0, "a reservation made available negative");
+            held.push(HeldLine {
+                sku: code,
+                location,
+                qty: line.qty,
+            });
+        }
+        let reservation = Reservation {
+            id: reserve.id,
+            channel: reserve.channel.as_str().into(),
+            customer: reserve.customer.as_deref().map(Into::into),
+            lines: held.into_boxed_slice(),
+            created_at: at,
+            expires_at: reserve.expires_at,
+            status: ReservationStatus::Active,
+            order_ref: None,
+            finished_at: None,
+        };
+        let home = self.home_shard(&reservation);
+        self.shard_mut(guards, home)?
+            .expiries
+            .push(Reverse((reserve.expires_at, reserve.id)));
+        let view = self.view(&reservation);
+        self.reservations.insert(reserve.id, reservation);
+        self.next_reservation_id.fetch_max(reserve.id + 1, Ordering::Relaxed);
+        self.active_reservations.fetch_add(1, Ordering::Relaxed);
+        Ok(Outcome::Reservation(view))
+    }
+
+    /// Moves a reservation from `from` to `to`, changing each of its cells with `change`.
+    #[allow(clippy::too_many_arguments)]
+    fn transition(
+        &self,
+        id: u64,
+        from: ReservationStatus,
+        to: ReservationStatus,
+        at: Timestamp,
+        guards: &mut Guards<'_>,
+        change: impl Fn(&mut Cell, i64),
+        order_ref: Option<&str>,
+    ) -> Result<ReservationView> {
+        let lines = {
+            let reservation = self
+                .reservations
+                .get(&id)
+                .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+            if reservation.status != from {
+                return Err(Conflict::ReservationState {
+                    id,
+                    status: reservation.status.as_str(),
+                    expected: from.as_str(),
+                }
+                .into());
+            }
+            reservation.lines.clone()
+        };
+        for line in lines.iter() {
+            let entry = self.sku_mut(guards, &line.sku)?;
+            let cell = entry
+                .cell_mut(line.location)
+                .ok_or_else(|| EngineError::Internal(format!("reservation {id} holds a missing cell")))?;
+            change(cell, i64::from(line.qty));
+        }
+        let done = self.modify(id, from, |r| {
+            r.status = to;
+            if let Some(order_ref) = order_ref {
+                r.order_ref = Some(order_ref.into());
+            }
+            if !to.is_live() {
+                r.finished_at = Some(at);
+            }
+            Ok(())
+        })?;
+        if from == ReservationStatus::Active {
+            self.active_reservations.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(self.view(&done))
+    }
+
+    fn modify(
+        &self,
+        id: u64,
+        expected: ReservationStatus,
+        change: impl FnOnce(&mut Reservation) -> Result<()>,
+    ) -> Result<Reservation> {
+        let mut reservation = self
+            .reservations
+            .get_mut(&id)
+            .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+        if reservation.status != expected {
+            return Err(Conflict::ReservationState {
+                id,
+                status: reservation.status.as_str(),
+                expected: expected.as_str(),
+            }
+            .into());
+        }
+        change(&mut reservation)?;
+        Ok(reservation.clone())
+    }
+
+    /// The shard whose expiry heap tracks a reservation: the lowest of its lines' shards.
+    pub fn home_shard(&self, reservation: &Reservation) -> usize {
+        reservation
+            .lines
+            .iter()
+            .map(|line| self.shard_of(&line.sku))
+            .min()
+            .unwrap_or(0)
+    }
+
+    pub fn view(&self, reservation: &Reservation) -> ReservationView {
+        let table = self.locations.read();
+        ReservationView {
+            id: reservation.id,
+            channel: reservation.channel.to_string(),
+            customer: reservation.customer.as_deref().map(str::to_owned),
+            status: reservation.status,
+            created_at: reservation.created_at,
+            expires_at: reservation.expires_at,
+            order_ref: reservation.order_ref.as_deref().map(str::to_owned),
+            lines: reservation
+                .lines
+                .iter()
+                .map(|line| ReserveLine {
+                    sku: line.sku.to_string(),
+                    location: table.code(line.location).to_owned(),
+                    qty: line.qty,
+                })
+                .collect(),
+        }
+    }
+
+    /// Drops idempotency results and finished reservations older than their retention.
+    pub fn prune(&self, now: Timestamp) {
+        self.idempotency.retain(|_, state| match state {
+            IdempotencyState::Done { at, .. } => *at > now - IDEMPOTENCY_RETENTION_MS,
+            IdempotencyState::Pending { .. } => true,
+        });
+        self.reservations.retain(|_, r| {
+            r.finished_at
+                .is_none_or(|finished| finished > now - FINISHED_RESERVATION_RETENTION_MS)
+        });
+    }
+}
+
+/// Idempotency keys are scoped by actor so two clients' keys never collide.
+fn scoped_key(actor: &str, key: &str) -> String {
+    let mut scoped = String::with_capacity(actor.len() + 1 + key.len());
+    scoped.push_str(actor);
+    scoped.push('\u{1f}');
+    scoped.push_str(key);
+    scoped
+}

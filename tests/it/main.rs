@@ -1,0 +1,1 @@
+//! aisle's integration tests: one binary, a module per area.
