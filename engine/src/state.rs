@@ -220,7 +220,7 @@ impl State {
         if result.is_err() {
             if let Some(key) = &key {
                 self.idempotency
-                    .remove_if(key.as_ref(), |_, state| matches!(state, IdempotencyState::Pending { .. }));
+                    .remove_if(key.as_str(), |_, state| matches!(state, IdempotencyState::Pending { .. }));
             }
         }
         result

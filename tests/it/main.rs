@@ -1,1 +1,3 @@
-//! aisle's integration tests: one binary, a module per area.
+//! aisle's black-box integration tests: one binary, a module per area.
+
+mod kill9;

@@ -1,0 +1,4 @@
+pub mod expiry;
+pub mod recovery;
+pub mod reserve;
+pub mod wal;

@@ -1,0 +1,158 @@
+//! Measures the engine figures of `BENCHMARKS.md` that criterion's per-iteration timing does
+//! not fit: multi-threaded throughput, group-commit batching, replay rate, snapshot and
+//! recovery of a million cells, and memory per cell.
+//!
+//! Usage: `cargo run --release -p aisle-benches --bin engine-throughput [area...]`
+//! where an area is one of `pairs`, `fsync`, `replay`, `cells` (all when none is given).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aisle_benches::{request, rss_bytes, seeded, ACTOR};
+use aisle_engine::time::SystemClock;
+use aisle_engine::wal::Durability;
+use aisle_engine::{Context, Engine, EngineConfig, Storage};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const RUN: Duration = Duration::from_secs(3);
+
+fn main() {
+    let areas: Vec<String> = std::env::args().skip(1).collect();
+    let wants = |area: &str| areas.is_empty() || areas.iter().any(|a| a == area);
+    if wants("pairs") {
+        pairs();
+    }
+    if wants("fsync") {
+        fsync_submitters(64);
+    }
+    if wants("replay") {
+        replay();
+    }
+    if wants("cells") {
+        cells();
+    }
+}
+
+/// Runs `work` on `threads` threads for [`RUN`]; returns operations per second.
+fn run_threads(threads: usize, work: impl Fn(usize, &AtomicBool) -> u64 + Sync) -> f64 {
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (stop, done, work) = (&stop, &done, &work);
+            scope.spawn(move || done.fetch_add(work(t, stop), Ordering::Relaxed));
+        }
+        std::thread::sleep(RUN);
+        stop.store(true, Ordering::Relaxed);
+    });
+    done.into_inner() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Single-line reserve + release pairs per second, durability `none`.
+fn pairs() {
+    let (storage, _, _) = Storage::memory();
+    let engine = seeded(Durability::None, storage, 16, 1024, 1_000_000);
+    for threads in [1, 2] {
+        let rate = run_threads(threads, |t, stop| {
+            let ctx = Context::actor(ACTOR);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let sku = (n as usize * 7 + t * 131) % 1024;
+                let hold = engine.reserve(ctx, request(&[(sku, (n % 16) as usize, 1)])).expect("reserve");
+                let _ = engine.release(ctx, hold.value.id).expect("release");
+                n += 1;
+            }
+            n
+        });
+        println!("pairs durability=none threads={threads}: {rate:.0} reserve+release pairs/s");
+    }
+}
+
+/// Reservations per second with durability `fsync` and `submitters` threads waiting for acks.
+fn fsync_submitters(submitters: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = seeded(Durability::Fsync, Storage::dir(dir.path()).expect("storage"), 16, 1024, 1_000_000);
+    let before = engine.stats().wal;
+    let started = Instant::now();
+    let rate = run_threads(submitters, |t, stop| {
+        let ctx = Context::actor(ACTOR);
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let sku = (n as usize * 13 + t * 31) % 1024;
+            let ack = engine.reserve(ctx, request(&[(sku, t % 16, 1)])).expect("reserve");
+            engine.wait(ack).expect("durable");
+            n += 1;
+        }
+        n
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = engine.stats().wal;
+    let batches = after.batches - before.batches;
+    let records = after.records - before.records;
+    let syncs = after.syncs - before.syncs;
+    println!(
+        "fsync submitters={submitters}: {rate:.0} reservations/s, {:.0} fsyncs/s, {:.1} records per batch, mean fsync {:.2} ms",
+        syncs as f64 / elapsed,
+        records as f64 / batches.max(1) as f64,
+        (after.sync_nanos_total - before.sync_nanos_total) as f64 / syncs.max(1) as f64 / 1e6,
+    );
+    engine.close().expect("close");
+}
+
+/// Log records replayed per second at start-up (no snapshot).
+fn replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = EngineConfig::manual(Durability::Async, Arc::new(SystemClock));
+    let (engine, _) = Engine::open(config.clone(), Storage::dir(dir.path()).expect("storage")).expect("opens");
+    aisle_benches::seed_without_snapshot(&engine, 16, 1024, 1_000_000);
+    let ctx = Context::actor(ACTOR);
+    let mut last = None;
+    for n in 0..1_000_000usize {
+        let ack = engine.reserve(ctx, request(&[(n % 1024, n % 16, 1)])).expect("reserve");
+        last = ack.lsn;
+    }
+    let _ = last;
+    engine.close().expect("close");
+    let started = Instant::now();
+    let (engine, report) = Engine::open(config, Storage::dir(dir.path()).expect("storage")).expect("recovers");
+    let elapsed = started.elapsed();
+    let records = report.wal.records_replayed;
+    println!(
+        "replay: {records} records in {:.3} s = {:.0} records/s",
+        elapsed.as_secs_f64(),
+        records as f64 / elapsed.as_secs_f64()
+    );
+    drop(engine);
+}
+
+/// Memory per cell, and snapshot + recovery time, at 1,000,000 cells.
+fn cells() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rss_before = rss_bytes().unwrap_or(0);
+    let config = EngineConfig::manual(Durability::Async, Arc::new(SystemClock));
+    let (engine, _) = Engine::open(config.clone(), Storage::dir(dir.path()).expect("storage")).expect("opens");
+    // 10,000 SKUs × 100 locations.
+    aisle_benches::seed_without_snapshot(&engine, 100, 10_000, 50);
+    let rss_after = rss_bytes().unwrap_or(0);
+    let cells = 1_000_000u64;
+    println!(
+        "memory: {:.1} bytes per cell (RSS growth over {cells} cells incl. SKU and map overhead)",
+        (rss_after.saturating_sub(rss_before)) as f64 / cells as f64
+    );
+    let started = Instant::now();
+    let info = engine.snapshot().expect("snapshot");
+    println!("snapshot: {} cells, {} bytes in {:.3} s", info.cells, info.bytes, started.elapsed().as_secs_f64());
+    engine.close().expect("close");
+    let started = Instant::now();
+    let (engine, report) = Engine::open(config, Storage::dir(dir.path()).expect("storage")).expect("recovers");
+    println!(
+        "recovery: snapshot of {cells} cells + {} log records in {:.3} s",
+        report.wal.records_replayed,
+        started.elapsed().as_secs_f64()
+    );
+    drop(engine);
+}

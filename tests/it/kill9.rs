@@ -1,0 +1,83 @@
+//! A real process with `fsync` durability is killed with SIGKILL at random moments; every
+//! reservation it reported as acknowledged must be there after recovery, whole.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aisle_engine::time::SystemClock;
+use aisle_engine::view::ReservationStatus;
+use aisle_engine::wal::Durability;
+use aisle_engine::{Engine, EngineConfig, Storage};
+
+const ROUNDS: usize = 5;
+
+#[test]
+fn acknowledged_reservations_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut acked: Vec<(u64, i64)> = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..ROUNDS {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
+            .arg(dir.path())
+            .arg("8")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn crash_writer");
+        let stdout = child.stdout.take().expect("stdout");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let run_for = Duration::from_millis(150 + seed % 600);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut started = None;
+        let mut this_round = 0;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(line) if line == "ready" => started = Some(Instant::now()),
+                Ok(line) => {
+                    let mut parts = line.split(' ').skip(1);
+                    let id = parts.next().and_then(|p| p.parse().ok()).expect("id");
+                    let qty = parts.next().and_then(|p| p.parse().ok()).expect("qty");
+                    acked.push((id, qty));
+                    this_round += 1;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("crash_writer exited early"),
+            }
+            if started.is_some_and(|s| s.elapsed() >= run_for) {
+                break;
+            }
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        // Lines already written to the pipe were acknowledged before the kill: take them too.
+        reader.join().expect("reader");
+        acked.extend(rx.try_iter().filter(|l| l.starts_with("ack ")).map(|line| {
+            let mut parts = line.split(' ').skip(1);
+            (parts.next().and_then(|p| p.parse().ok()).expect("id"), parts.next().and_then(|p| p.parse().ok()).expect("qty"))
+        }));
+        assert!(this_round > 0, "round {round}: nothing was acknowledged before the kill");
+
+        let config = EngineConfig::manual(Durability::Fsync, Arc::new(SystemClock));
+        let (engine, report) = Engine::open(config, Storage::dir(dir.path()).expect("storage")).expect("recovers after kill -9");
+        for &(id, qty) in &acked {
+            let view = engine.reservation(id).unwrap_or_else(|| panic!("round {round}: acknowledged reservation {id} lost ({report:?})"));
+            assert_eq!(view.status, ReservationStatus::Active);
+            assert_eq!(view.lines.iter().map(|l| i64::from(l.qty)).sum::<i64>(), qty, "reservation {id} is whole");
+        }
+        engine.check_invariants().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let reserved: i64 = ["K1", "K2", "K3", "K4"].iter().map(|s| engine.cell(s, "W").expect("cell").reserved).sum();
+        assert!(reserved >= acked.iter().map(|a| a.1).sum::<i64>(), "reserved covers every acknowledged hold");
+        engine.close().expect("close");
+    }
+}
