@@ -59,7 +59,14 @@ pub fn seed_without_snapshot(engine: &Engine, locations: usize, skus: usize, qty
         let def = SkuDef { code: code.clone(), name: code.clone(), price: 100, attributes: vec![], active: true };
         let _ = engine.put_sku(ctx, def).expect("sku");
         for l in 0..locations {
-            let receive = Receive { sku: code.clone(), location: location_code(l), qty, unit_cost: Some(10), lot: None, reason: None };
+            let receive = Receive {
+                sku: code.clone(),
+                location: location_code(l),
+                qty,
+                unit_cost: Some(10),
+                lot: None,
+                reason: None,
+            };
             let _ = engine.receive(ctx, receive).expect("receive");
         }
     }

@@ -93,11 +93,7 @@ impl Cell {
         match lots.iter_mut().find(|lot| lot.code == code) {
             Some(lot) => lot.qty += qty,
             None => {
-                lots.push(Lot {
-                    code: code.to_owned(),
-                    expires_on,
-                    qty,
-                });
+                lots.push(Lot { code: code.to_owned(), expires_on, qty });
                 lots.sort_by(|a, b| (a.expires_on, &a.code).cmp(&(b.expires_on, &b.code)));
             }
         }
@@ -124,14 +120,14 @@ impl Cell {
         // Untracked units absorb what the sellable lots could not.
         let untracked = self.untracked();
         if untracked < 0 {
-            self.take_from_lots_expired_first(-untracked, today);
+            self.take_from_lots_expired_first(-untracked);
         }
         self.drop_empty_lots();
     }
 
     /// Units disappear (count, damage, loss): a named lot first, then untracked units, then
     /// expired lots, then the earliest-expiring ones.
-    pub fn remove(&mut self, qty: i64, lot: Option<&str>, today: Day) {
+    pub fn remove(&mut self, qty: i64, lot: Option<&str>) {
         debug_assert!(qty >= 0 && qty <= self.on_hand);
         self.on_hand -= qty;
         if let (Some(code), Some(lots)) = (lot, self.lots.as_deref_mut()) {
@@ -141,7 +137,7 @@ impl Cell {
         }
         let untracked = self.untracked();
         if untracked < 0 {
-            self.take_from_lots_expired_first(-untracked, today);
+            self.take_from_lots_expired_first(-untracked);
         }
         self.drop_empty_lots();
     }
@@ -154,12 +150,11 @@ impl Cell {
         }
     }
 
-    fn take_from_lots_expired_first(&mut self, mut qty: i64, today: Day) {
+    fn take_from_lots_expired_first(&mut self, mut qty: i64) {
         let Some(lots) = self.lots.as_deref_mut() else {
             return;
         };
         // Lots are sorted by expiry, so expired ones come first and FEFO follows naturally.
-        let _ = today;
         for lot in lots.iter_mut() {
             let take = qty.min(lot.qty);
             lot.qty -= take;
@@ -207,16 +202,10 @@ mod tests {
 
     #[test]
     fn quantity_formula() {
-        let mut cell = Cell {
-            on_hand: 10,
-            reserved: 3,
-            committed: 2,
-            safety_stock: 1,
-            ..Cell::default()
-        };
+        let mut cell = Cell { on_hand: 10, reserved: 3, committed: 2, safety_stock: 1, ..Cell::default() };
         assert_eq!(cell.available(0), 4);
         assert_eq!(cell.oversold(0), 0);
-        cell.remove(8, None, 0); // a count finds only 2
+        cell.remove(8, None); // a count finds only 2
         assert_eq!(cell.available(0), 0);
         assert_eq!(cell.available_raw(0), -4);
         assert_eq!(cell.oversold(0), 3);
@@ -255,10 +244,10 @@ mod tests {
         cell.receive(4, None, Some(("A", 5)));
         cell.receive(4, None, Some(("B", 50)));
         cell.receive(1, None, None);
-        cell.remove(3, None, 10);
+        cell.remove(3, None);
         let left: Vec<_> = cell.lots().iter().map(|l| (l.code.as_str(), l.qty)).collect();
         assert_eq!(left, [("A", 2), ("B", 4)]);
-        cell.remove(2, Some("B"), 10);
+        cell.remove(2, Some("B"));
         let left: Vec<_> = cell.lots().iter().map(|l| (l.code.as_str(), l.qty)).collect();
         assert_eq!(left, [("A", 2), ("B", 2)]);
         cell.check().expect("consistent");

@@ -40,15 +40,29 @@ pub enum Command {
     Adjust(Adjust),
     SetCellPolicy(CellPolicy),
     Reserve(Reserve),
-    Extend { id: u64, expires_at: Timestamp },
-    Commit { id: u64, order_ref: Option<String> },
-    Fulfill { id: u64 },
+    Extend {
+        id: u64,
+        expires_at: Timestamp,
+    },
+    Commit {
+        id: u64,
+        order_ref: Option<String>,
+    },
+    Fulfill {
+        id: u64,
+    },
     /// An active reservation is let go by its owner.
-    Release { id: u64 },
+    Release {
+        id: u64,
+    },
     /// A committed reservation is cancelled: its committed units are freed.
-    Cancel { id: u64 },
+    Cancel {
+        id: u64,
+    },
     /// An active reservation reached `expires_at`.
-    Expire { id: u64 },
+    Expire {
+        id: u64,
+    },
 }
 
 impl Command {
@@ -183,20 +197,13 @@ mod tests {
         let record = LogRecord {
             at: 1_700_000_000_000,
             actor: "checkout".into(),
-            idempotency: Some(IdempotencyTag {
-                key: "k-1".into(),
-                fingerprint: 42,
-            }),
+            idempotency: Some(IdempotencyTag { key: "k-1".into(), fingerprint: 42 }),
             command: Command::Reserve(Reserve {
                 id: 7,
                 channel: "web".into(),
                 customer: None,
                 expires_at: 1_700_000_600_000,
-                lines: vec![ReserveLine {
-                    sku: "SKU-1".into(),
-                    location: "HK-WH".into(),
-                    qty: 3,
-                }],
+                lines: vec![ReserveLine { sku: "SKU-1".into(), location: "HK-WH".into(), qty: 3 }],
             }),
         };
         let bytes = encode(&record).expect("encodes");

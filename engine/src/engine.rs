@@ -14,21 +14,17 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::command::{
-    Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve,
-    ReserveLine,
+    Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve, ReserveLine,
 };
-use crate::error::{Entity, EngineError, FieldError, Result};
+use crate::error::{EngineError, Entity, FieldError, Result};
 use crate::limits::*;
 use crate::model::{check_channel, check_code, check_text, finish, LocationDef, SkuDef};
 use crate::snapshot::{self, HeldLineImage, IdempotencyImage, Image, ReservationImage, SkuImage};
-use crate::state::{
-    Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, SkuEntry, Sink, State,
-};
+use crate::state::{Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, Sink, SkuEntry, State};
 use crate::time::{day_of, Clock, SystemClock, Timestamp};
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView, SkuStock, StockTotals};
 use crate::wal::{
-    DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Wal, WalConfig, WalError,
-    WalStats,
+    DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Wal, WalConfig, WalError, WalStats,
 };
 
 /// Everything the engine is configured with; built by the binary, validated here.
@@ -76,10 +72,7 @@ impl EngineConfig {
     pub fn manual(durability: Durability, clock: Arc<dyn Clock>) -> Self {
         EngineConfig {
             shards: 16,
-            wal: WalConfig {
-                durability,
-                ..WalConfig::default()
-            },
+            wal: WalConfig { durability, ..WalConfig::default() },
             snapshot_every_records: 0,
             snapshot_interval: None,
             expiry_sweep_interval: None,
@@ -115,14 +108,7 @@ impl Storage {
     pub fn memory() -> (Self, MemStorage, MemStorage) {
         let wal = MemStorage::default();
         let snapshots = MemStorage::default();
-        (
-            Storage {
-                wal: Arc::new(wal.clone()),
-                snapshots: Arc::new(snapshots.clone()),
-            },
-            wal,
-            snapshots,
-        )
+        (Storage { wal: Arc::new(wal.clone()), snapshots: Arc::new(snapshots.clone()) }, wal, snapshots)
     }
 }
 
@@ -157,10 +143,7 @@ pub struct Ack<T> {
 
 impl<T> Ack<T> {
     fn map<U>(self, f: impl FnOnce(T) -> U) -> Ack<U> {
-        Ack {
-            value: f(self.value),
-            lsn: self.lsn,
-        }
+        Ack { value: f(self.value), lsn: self.lsn }
     }
 }
 
@@ -237,11 +220,12 @@ impl Engine {
         if let Some(image) = &loaded.image {
             restore(&state, image);
         }
-        let mut replay = |_lsn: Lsn, bytes: &[u8]| -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let record = crate::command::decode(bytes)?;
-            state.execute(&record, Sink::Replay)?;
-            Ok(())
-        };
+        let mut replay =
+            |_lsn: Lsn, bytes: &[u8]| -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let record = crate::command::decode(bytes)?;
+                state.execute(&record, Sink::Replay)?;
+                Ok(())
+            };
         let (wal, wal_report) = Wal::open(storage.wal.clone(), config.wal.clone(), snapshot_lsn, &mut replay)?;
         let inner = Arc::new(Inner {
             state,
@@ -279,14 +263,10 @@ impl Engine {
         let record = LogRecord {
             at,
             actor: ctx.actor.to_owned(),
-            idempotency: ctx.idempotency.map(|(key, fingerprint)| IdempotencyTag {
-                key: key.to_owned(),
-                fingerprint,
-            }),
+            idempotency: ctx.idempotency.map(|(key, fingerprint)| IdempotencyTag { key: key.to_owned(), fingerprint }),
             command,
         };
         let (value, lsn) = self.inner.state.execute(&record, Sink::Log(&self.inner.wal))?;
-        self.nudge_snapshotter(lsn);
         Ok(Ack { value, lsn })
     }
 
@@ -374,12 +354,7 @@ impl Engine {
 
     /// Holds stock on every line or on none (lines for the same cell are merged).
     pub fn reserve(&self, ctx: Context<'_>, request: ReserveRequest) -> Result<Ack<ReservationView>> {
-        let ReserveRequest {
-            channel,
-            customer,
-            ttl_seconds,
-            lines,
-        } = request;
+        let ReserveRequest { channel, customer, ttl_seconds, lines } = request;
         let mut errors = Vec::new();
         check_channel("channel", &channel, &mut errors);
         if let Some(customer) = &customer {
@@ -396,13 +371,8 @@ impl Engine {
         finish(errors).map_err(EngineError::Invalid)?;
         let at = self.now();
         let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
-        let command = Command::Reserve(Reserve {
-            id,
-            channel,
-            customer,
-            expires_at: at + i64::from(ttl) * 1000,
-            lines,
-        });
+        let command =
+            Command::Reserve(Reserve { id, channel, customer, expires_at: at + i64::from(ttl) * 1000, lines });
         into_reservation(self.submit(ctx, at, command)?)
     }
 
@@ -445,7 +415,9 @@ impl Engine {
                 ReservationStatus::Active => Command::Release { id },
                 ReservationStatus::Committed => Command::Cancel { id },
                 _ => {
-                    let view = self.reservation(id).ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+                    let view = self
+                        .reservation(id)
+                        .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
                     return Ok(Ack { value: view, lsn: None });
                 }
             };
@@ -475,7 +447,7 @@ impl Engine {
                 }
                 due
             };
-            for (i, &(at, id)) in due.iter().enumerate() {
+            for (i, &(_, id)) in due.iter().enumerate() {
                 let live = state
                     .reservations
                     .get(&id)
@@ -492,7 +464,6 @@ impl Engine {
                         for &(at, id) in &due[i..] {
                             guard.expiries.push(Reverse((at, id)));
                         }
-                        let _ = at;
                         return Err(e);
                     }
                 }
@@ -542,11 +513,8 @@ impl Engine {
     /// One cell; a cell that never held stock reads as zeros.
     pub fn cell(&self, sku: &str, location: &str) -> Result<CellView> {
         let state = &self.inner.state;
-        let location_id = state
-            .locations
-            .read()
-            .id(location)
-            .ok_or_else(|| EngineError::not_found(Entity::Location, location))?;
+        let location_id =
+            state.locations.read().id(location).ok_or_else(|| EngineError::not_found(Entity::Location, location))?;
         let today = day_of(self.now());
         let shard = state.shards[state.shard_of(sku)].lock();
         let entry = shard.skus.get(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))?;
@@ -574,11 +542,7 @@ impl Engine {
                 view
             })
             .collect();
-        Ok(SkuStock {
-            sku: sku.to_owned(),
-            total,
-            locations,
-        })
+        Ok(SkuStock { sku: sku.to_owned(), total, locations })
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -611,7 +575,8 @@ impl Engine {
         // The image may reflect records not yet synced; never publish it ahead of the log.
         inner.wal.flush()?;
         let bytes = snapshot::encode(&image).map_err(|e| EngineError::Storage(e.to_string()))?.len();
-        let file = snapshot::write(&inner.storage.snapshots, &image).map_err(|e| EngineError::Storage(e.to_string()))?;
+        let file =
+            snapshot::write(&inner.storage.snapshots, &image).map_err(|e| EngineError::Storage(e.to_string()))?;
         drop(image);
         inner.wal.rotate()?;
         let wal_segments_removed = inner.wal.remove_through(lsn)?;
@@ -620,14 +585,7 @@ impl Engine {
         inner.last_snapshot_lsn.store(lsn, Ordering::Relaxed);
         inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         inner.last_snapshot_nanos.store(duration.as_nanos() as u64, Ordering::Relaxed);
-        Ok(SnapshotInfo {
-            file,
-            lsn,
-            bytes,
-            cells,
-            wal_segments_removed,
-            duration,
-        })
+        Ok(SnapshotInfo { file, lsn, bytes, cells, wal_segments_removed, duration })
     }
 
     /// Checks SPEC invariant 2 and each cell's own consistency over the whole state:
@@ -660,10 +618,16 @@ impl Engine {
                     cell.check().map_err(|e| format!("{}@{location}: {e}", entry.code))?;
                     let (reserved, committed) = held.remove(&(entry.code.to_string(), *location)).unwrap_or_default();
                     if cell.reserved != reserved {
-                        return Err(format!("{}@{location}: reserved {} but holds sum to {reserved}", entry.code, cell.reserved));
+                        return Err(format!(
+                            "{}@{location}: reserved {} but holds sum to {reserved}",
+                            entry.code, cell.reserved
+                        ));
                     }
                     if cell.committed != committed {
-                        return Err(format!("{}@{location}: committed {} but lines sum to {committed}", entry.code, cell.committed));
+                        return Err(format!(
+                            "{}@{location}: committed {} but lines sum to {committed}",
+                            entry.code, cell.committed
+                        ));
                     }
                 }
             }
@@ -715,8 +679,10 @@ impl Engine {
                     }
                     let inner = &engine.inner;
                     let since = inner.wal.last_lsn().saturating_sub(inner.last_snapshot_lsn.load(Ordering::Relaxed));
-                    let by_count = inner.config.snapshot_every_records > 0 && since >= inner.config.snapshot_every_records;
-                    let by_time = inner.config.snapshot_interval.is_some_and(|every| last.elapsed() >= every) && since > 0;
+                    let by_count =
+                        inner.config.snapshot_every_records > 0 && since >= inner.config.snapshot_every_records;
+                    let by_time =
+                        inner.config.snapshot_interval.is_some_and(|every| last.elapsed() >= every) && since > 0;
                     if (by_count || by_time) && inner.wal.read_only_reason().is_none() {
                         let _ = engine.snapshot();
                         last = Instant::now();
@@ -736,8 +702,6 @@ impl Engine {
         self.inner.stopping.load(Ordering::Acquire)
     }
 
-    fn nudge_snapshotter(&self, _lsn: Option<Lsn>) {}
-
     fn stop_background(&self) {
         self.inner.stopping.store(true, Ordering::Release);
         {
@@ -754,10 +718,7 @@ impl Engine {
 }
 
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(body)
-        .expect("spawning an engine thread")
+    std::thread::Builder::new().name(name.into()).spawn(body).expect("spawning an engine thread")
 }
 
 fn check_context(ctx: &Context<'_>) -> Result<()> {
@@ -800,7 +761,10 @@ fn merge_lines(lines: Vec<ReserveLine>, errors: &mut Vec<FieldError>) -> Vec<Res
         }
         match merged.iter_mut().find(|m| m.sku == line.sku && m.location == line.location) {
             Some(m) if m.qty + line.qty > LINE_QTY_MAX => {
-                errors.push(FieldError::new(format!("lines[{i}].qty"), format!("lines for one cell add up to more than {LINE_QTY_MAX}")));
+                errors.push(FieldError::new(
+                    format!("lines[{i}].qty"),
+                    format!("lines for one cell add up to more than {LINE_QTY_MAX}"),
+                ));
             }
             Some(m) => m.qty += line.qty,
             None => merged.push(line),
@@ -832,10 +796,7 @@ fn capture(state: &State, wal: &Wal, now: Timestamp) -> Image {
     let skus = guards
         .iter()
         .flat_map(|guard| guard.skus.values())
-        .map(|entry| SkuImage {
-            def: entry.def.clone(),
-            cells: entry.cells.clone(),
-        })
+        .map(|entry| SkuImage { def: entry.def.clone(), cells: entry.cells.clone() })
         .collect();
     let reservations = state
         .reservations
@@ -847,11 +808,7 @@ fn capture(state: &State, wal: &Wal, now: Timestamp) -> Image {
             lines: r
                 .lines
                 .iter()
-                .map(|line| HeldLineImage {
-                    sku: line.sku.to_string(),
-                    location: line.location,
-                    qty: line.qty,
-                })
+                .map(|line| HeldLineImage { sku: line.sku.to_string(), location: line.location, qty: line.qty })
                 .collect(),
             created_at: r.created_at,
             expires_at: r.expires_at,
@@ -864,12 +821,7 @@ fn capture(state: &State, wal: &Wal, now: Timestamp) -> Image {
         .idempotency
         .iter()
         .filter_map(|entry| match entry.value() {
-            IdempotencyState::Done {
-                fingerprint,
-                at,
-                outcome,
-                ..
-            } => Some(IdempotencyImage {
+            IdempotencyState::Done { fingerprint, at, outcome, .. } => Some(IdempotencyImage {
                 key: entry.key().to_string(),
                 fingerprint: *fingerprint,
                 at: *at,
@@ -904,14 +856,7 @@ fn restore(state: &State, image: &Image) {
         let code: Arc<str> = sku.def.code.as_str().into();
         codes.insert(sku.def.code.as_str(), code.clone());
         let mut shard = state.shards[state.shard_of(&sku.def.code)].lock();
-        shard.skus.insert(
-            code.clone(),
-            SkuEntry {
-                code,
-                def: sku.def.clone(),
-                cells: sku.cells.clone(),
-            },
-        );
+        shard.skus.insert(code.clone(), SkuEntry { code, def: sku.def.clone(), cells: sku.cells.clone() });
     }
     let mut active = 0;
     for r in &image.reservations {

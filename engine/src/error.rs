@@ -18,10 +18,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -58,11 +55,7 @@ pub struct Shortfall {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {
     #[error("reservation {id} is {status}, not {expected}")]
-    ReservationState {
-        id: u64,
-        status: &'static str,
-        expected: &'static str,
-    },
+    ReservationState { id: u64, status: &'static str, expected: &'static str },
     #[error("the Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
@@ -97,11 +90,7 @@ pub enum EngineError {
 }
 
 fn summary(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
+    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
 }
 
 impl EngineError {
@@ -109,10 +98,7 @@ impl EngineError {
         EngineError::Invalid(vec![FieldError::new(field, message)])
     }
     pub fn not_found(entity: Entity, code: impl Into<String>) -> Self {
-        EngineError::NotFound {
-            entity,
-            code: code.into(),
-        }
+        EngineError::NotFound { entity, code: code.into() }
     }
 }
 
@@ -121,9 +107,7 @@ impl From<WalError> for EngineError {
         match error {
             WalError::Busy => EngineError::Busy,
             WalError::ReadOnly { reason } => EngineError::ReadOnly { reason },
-            WalError::Closed => EngineError::ReadOnly {
-                reason: "the write-ahead log is closed".into(),
-            },
+            WalError::Closed => EngineError::ReadOnly { reason: "the write-ahead log is closed".into() },
             other => EngineError::Storage(other.to_string()),
         }
     }

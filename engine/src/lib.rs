@@ -53,6 +53,8 @@ pub mod time;
 pub mod view;
 pub mod wal;
 
-pub use engine::{Ack, Engine, EngineConfig, EngineStats, OpenError, OpenReport, ReserveRequest, SnapshotInfo, Storage};
+pub use engine::{
+    Ack, Engine, EngineConfig, EngineStats, OpenError, OpenReport, ReserveRequest, SnapshotInfo, Storage,
+};
 pub use error::{EngineError, Result};
 pub use state::Context;

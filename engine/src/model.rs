@@ -11,18 +11,9 @@ use crate::limits::*;
 /// Checks a SKU, location or lot code: `[A-Za-z0-9._-]{1,64}`.
 pub fn check_code(field: &str, code: &str, errors: &mut Vec<FieldError>) {
     if code.is_empty() || code.len() > CODE_LEN_MAX {
-        errors.push(FieldError::new(
-            field,
-            format!("must be 1 to {CODE_LEN_MAX} characters"),
-        ));
-    } else if !code
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        errors.push(FieldError::new(
-            field,
-            "may contain only letters, digits, '.', '_' and '-'",
-        ));
+        errors.push(FieldError::new(field, format!("must be 1 to {CODE_LEN_MAX} characters")));
+    } else if !code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        errors.push(FieldError::new(field, "may contain only letters, digits, '.', '_' and '-'"));
     }
 }
 
@@ -40,14 +31,9 @@ pub fn check_text(field: &str, text: &str, max: usize, errors: &mut Vec<FieldErr
 pub fn check_channel(field: &str, channel: &str, errors: &mut Vec<FieldError>) {
     if channel.is_empty()
         || channel.len() > CHANNEL_LEN_MAX
-        || !channel
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
+        || !channel.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
     {
-        errors.push(FieldError::new(
-            field,
-            format!("must be 1 to {CHANNEL_LEN_MAX} of a-z, 0-9, '_' and '-'"),
-        ));
+        errors.push(FieldError::new(field, format!("must be 1 to {CHANNEL_LEN_MAX} of a-z, 0-9, '_' and '-'")));
     }
 }
 
@@ -98,10 +84,7 @@ impl LocationDef {
             errors.push(FieldError::new("lon", "must be between -180 and 180"));
         }
         if self.channels.len() > CHANNELS_PER_LOCATION_MAX {
-            errors.push(FieldError::new(
-                "channels",
-                format!("at most {CHANNELS_PER_LOCATION_MAX} channels"),
-            ));
+            errors.push(FieldError::new("channels", format!("at most {CHANNELS_PER_LOCATION_MAX} channels")));
         }
         for (i, channel) in self.channels.iter().enumerate() {
             check_channel(&format!("channels[{i}]"), channel, &mut errors);
@@ -135,10 +118,7 @@ impl SkuDef {
             errors.push(FieldError::new("price", "must not be negative"));
         }
         if self.attributes.len() > ATTRIBUTES_MAX {
-            errors.push(FieldError::new(
-                "attributes",
-                format!("at most {ATTRIBUTES_MAX} attributes"),
-            ));
+            errors.push(FieldError::new("attributes", format!("at most {ATTRIBUTES_MAX} attributes")));
         }
         for (key, value) in &self.attributes {
             if key.is_empty() {

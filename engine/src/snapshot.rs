@@ -80,11 +80,7 @@ pub enum SnapshotError {
     #[error("snapshot {file}: {reason}")]
     Invalid { file: String, reason: String },
     #[error("snapshot {file}: {op}: {source}")]
-    Io {
-        file: String,
-        op: &'static str,
-        source: std::io::Error,
-    },
+    Io { file: String, op: &'static str, source: std::io::Error },
 }
 
 pub fn file_name(lsn: Lsn) -> String {
@@ -97,10 +93,8 @@ fn lsn_of(name: &str) -> Option<Lsn> {
 
 /// Encodes an image into the file format above.
 pub fn encode(image: &Image) -> Result<Vec<u8>, SnapshotError> {
-    let body = rkyv::to_bytes::<rkyv::rancor::Error>(image).map_err(|e| SnapshotError::Invalid {
-        file: file_name(image.lsn),
-        reason: format!("encoding: {e}"),
-    })?;
+    let body = rkyv::to_bytes::<rkyv::rancor::Error>(image)
+        .map_err(|e| SnapshotError::Invalid { file: file_name(image.lsn), reason: format!("encoding: {e}") })?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -115,10 +109,7 @@ pub fn encode(image: &Image) -> Result<Vec<u8>, SnapshotError> {
 
 /// Verifies and decodes a snapshot file's bytes (which must start 16-byte aligned).
 pub fn decode(file: &str, bytes: &[u8]) -> Result<Image, SnapshotError> {
-    let invalid = |reason: String| SnapshotError::Invalid {
-        file: file.to_owned(),
-        reason,
-    };
+    let invalid = |reason: String| SnapshotError::Invalid { file: file.to_owned(), reason };
     if bytes.len() < HEADER_LEN {
         return Err(invalid(format!("{} bytes is shorter than the header", bytes.len())));
     }
@@ -181,15 +172,11 @@ pub struct Loaded {
 pub fn load_newest(storage: &Arc<dyn LogStorage>) -> Result<Loaded, SnapshotError> {
     let mut names: Vec<(Lsn, String)> = storage
         .list()
-        .map_err(|source| SnapshotError::Io {
-            file: String::new(),
-            op: "list",
-            source,
-        })?
+        .map_err(|source| SnapshotError::Io { file: String::new(), op: "list", source })?
         .into_iter()
         .filter_map(|name| lsn_of(&name).map(|lsn| (lsn, name)))
         .collect();
-    names.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    names.sort_unstable_by_key(|(lsn, _)| std::cmp::Reverse(*lsn));
     let mut loaded = Loaded::default();
     for (_, name) in names {
         let bytes = match storage.read(&name) {

@@ -12,7 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -25,10 +25,9 @@ use smallvec::SmallVec;
 
 use crate::cell::Cell;
 use crate::command::{
-    Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve,
-    ReserveLine,
+    Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve, ReserveLine,
 };
-use crate::error::{Conflict, Entity, EngineError, Result, Shortfall};
+use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
 use crate::limits::*;
 use crate::model::{LocationDef, SkuDef};
 use crate::time::{day_of, Timestamp};
@@ -64,10 +63,7 @@ pub(crate) struct SkuEntry {
 
 impl SkuEntry {
     pub fn cell(&self, location: LocId) -> Option<&Cell> {
-        self.cells
-            .binary_search_by_key(&location, |(id, _)| *id)
-            .ok()
-            .map(|i| &self.cells[i].1)
+        self.cells.binary_search_by_key(&location, |(id, _)| *id).ok().map(|i| &self.cells[i].1)
     }
 
     pub fn cell_mut(&mut self, location: LocId) -> Option<&mut Cell> {
@@ -122,7 +118,9 @@ pub(crate) struct Reservation {
 #[derive(Debug, Clone)]
 pub(crate) enum IdempotencyState {
     /// The first request with this key is executing.
-    Pending { fingerprint: u64 },
+    Pending {
+        fingerprint: u64,
+    },
     Done {
         fingerprint: u64,
         at: Timestamp,
@@ -140,10 +138,7 @@ pub struct Context<'a> {
 
 impl<'a> Context<'a> {
     pub fn actor(actor: &'a str) -> Self {
-        Context {
-            actor,
-            idempotency: None,
-        }
+        Context { actor, idempotency: None }
     }
     /// Adds an idempotency key and a fingerprint of the request body it guards.
     pub fn with_key(mut self, key: &'a str, fingerprint: u64) -> Self {
@@ -188,10 +183,8 @@ impl State {
     }
 
     pub fn shard_of(&self, sku: &str) -> usize {
-        let mut hasher = FxBuildHasher.build_hasher();
-        sku.hash(&mut hasher);
         // Fx mixes low bits poorly for short keys; take the high bits.
-        ((hasher.finish() >> 40) as usize) & self.shard_mask
+        ((FxBuildHasher.hash_one(sku) >> 40) as usize) & self.shard_mask
     }
 
     fn lock(&self, mut shards: SmallVec<[usize; 4]>) -> Guards<'_> {
@@ -207,10 +200,7 @@ impl State {
     /// Runs one command: claims its idempotency key, locks its shards, checks it, applies it
     /// and (live) appends it to the log — all or nothing.
     pub fn execute(&self, record: &LogRecord, sink: Sink<'_>) -> Result<(Outcome, Option<Lsn>)> {
-        let key = record
-            .idempotency
-            .as_ref()
-            .map(|tag| scoped_key(&record.actor, &tag.key));
+        let key = record.idempotency.as_ref().map(|tag| scoped_key(&record.actor, &tag.key));
         if let (Sink::Log(_), Some(key), Some(tag)) = (&sink, &key, &record.idempotency) {
             if let Some(done) = self.claim_key(key, tag)? {
                 return Ok(done);
@@ -219,8 +209,7 @@ impl State {
         let result = self.execute_locked(record, &sink, key.as_deref());
         if result.is_err() {
             if let Some(key) = &key {
-                self.idempotency
-                    .remove_if(key.as_str(), |_, state| matches!(state, IdempotencyState::Pending { .. }));
+                self.idempotency.remove_if(key.as_str(), |_, state| matches!(state, IdempotencyState::Pending { .. }));
             }
         }
         result
@@ -230,12 +219,9 @@ impl State {
     fn claim_key(&self, key: &str, tag: &IdempotencyTag) -> Result<Option<(Outcome, Option<Lsn>)>> {
         match self.idempotency.entry(key.into()) {
             Entry::Occupied(entry) => match entry.get() {
-                IdempotencyState::Done {
-                    fingerprint,
-                    outcome,
-                    lsn,
-                    ..
-                } if *fingerprint == tag.fingerprint => Ok(Some((outcome.clone(), *lsn))),
+                IdempotencyState::Done { fingerprint, outcome, lsn, .. } if *fingerprint == tag.fingerprint => {
+                    Ok(Some((outcome.clone(), *lsn)))
+                }
                 IdempotencyState::Done { .. } => Err(Conflict::IdempotencyKeyReused.into()),
                 IdempotencyState::Pending { fingerprint } if *fingerprint == tag.fingerprint => {
                     Err(Conflict::IdempotencyKeyInProgress.into())
@@ -243,20 +229,13 @@ impl State {
                 IdempotencyState::Pending { .. } => Err(Conflict::IdempotencyKeyReused.into()),
             },
             Entry::Vacant(entry) => {
-                entry.insert(IdempotencyState::Pending {
-                    fingerprint: tag.fingerprint,
-                });
+                entry.insert(IdempotencyState::Pending { fingerprint: tag.fingerprint });
                 Ok(None)
             }
         }
     }
 
-    fn execute_locked(
-        &self,
-        record: &LogRecord,
-        sink: &Sink<'_>,
-        key: Option<&str>,
-    ) -> Result<(Outcome, Option<Lsn>)> {
+    fn execute_locked(&self, record: &LogRecord, sink: &Sink<'_>, key: Option<&str>) -> Result<(Outcome, Option<Lsn>)> {
         // Catalog writes serialise on the location table; everything else on shards.
         if let Command::PutLocation(def) = &record.command {
             let mut table = self.locations.write();
@@ -290,13 +269,7 @@ impl State {
 
     /// Appends the record (live) and remembers the outcome under its idempotency key. Called
     /// with the command's locks held.
-    fn finish(
-        &self,
-        record: &LogRecord,
-        sink: &Sink<'_>,
-        key: Option<&str>,
-        outcome: &Outcome,
-    ) -> Result<Option<Lsn>> {
+    fn finish(&self, record: &LogRecord, sink: &Sink<'_>, key: Option<&str>, outcome: &Outcome) -> Result<Option<Lsn>> {
         let lsn = match sink {
             Sink::Log(wal) => {
                 let bytes = crate::command::encode(record)
@@ -308,12 +281,7 @@ impl State {
         if let (Some(key), Some(tag)) = (key, &record.idempotency) {
             self.idempotency.insert(
                 key.into(),
-                IdempotencyState::Done {
-                    fingerprint: tag.fingerprint,
-                    at: record.at,
-                    lsn,
-                    outcome: outcome.clone(),
-                },
+                IdempotencyState::Done { fingerprint: tag.fingerprint, at: record.at, lsn, outcome: outcome.clone() },
             );
         }
         Ok(lsn)
@@ -345,10 +313,7 @@ impl State {
     }
 
     fn location_id(&self, code: &str) -> Result<LocId> {
-        self.locations
-            .read()
-            .id(code)
-            .ok_or_else(|| EngineError::not_found(Entity::Location, code))
+        self.locations.read().id(code).ok_or_else(|| EngineError::not_found(Entity::Location, code))
     }
 
     fn sku_mut<'g>(&self, guards: &'g mut Guards<'_>, sku: &str) -> Result<&'g mut SkuEntry> {
@@ -358,10 +323,7 @@ impl State {
             .find(|(i, _)| *i == shard)
             .map(|(_, guard)| &mut **guard)
             .ok_or_else(|| EngineError::Internal(format!("shard {shard} of {sku} is not locked")))?;
-        state
-            .skus
-            .get_mut(sku)
-            .ok_or_else(|| EngineError::not_found(Entity::Sku, sku))
+        state.skus.get_mut(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))
     }
 
     fn shard_mut<'g>(&self, guards: &'g mut Guards<'_>, shard: usize) -> Result<&'g mut ShardState> {
@@ -387,14 +349,7 @@ impl State {
                     }
                     None => {
                         let code: Arc<str> = def.code.as_str().into();
-                        state.skus.insert(
-                            code.clone(),
-                            SkuEntry {
-                                code,
-                                def: def.clone(),
-                                cells: Vec::new(),
-                            },
-                        );
+                        state.skus.insert(code.clone(), SkuEntry { code, def: def.clone(), cells: Vec::new() });
                         true
                     }
                 };
@@ -404,11 +359,13 @@ impl State {
                 let location = self.location_id(&receive.location)?;
                 let entry = self.sku_mut(guards, &receive.sku)?;
                 if let Some(lot) = &receive.lot {
-                    let conflicts = entry
-                        .cell(location)
-                        .is_some_and(|cell| cell.lot_conflicts(&lot.code, lot.expires_on));
+                    let conflicts =
+                        entry.cell(location).is_some_and(|cell| cell.lot_conflicts(&lot.code, lot.expires_on));
                     if conflicts {
-                        return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
+                        return Err(EngineError::invalid(
+                            "lot.expires_on",
+                            "the lot already exists with another expiry date",
+                        ));
                     }
                     let lots = entry.cell(location).map_or(0, |cell| cell.lots().len());
                     if lots >= LOTS_PER_CELL_MAX {
@@ -440,7 +397,10 @@ impl State {
                 if let Some(lot) = &adjust.lot {
                     let cell = entry.cell(location);
                     if delta > 0 && cell.is_some_and(|c| c.lot_conflicts(&lot.code, lot.expires_on)) {
-                        return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
+                        return Err(EngineError::invalid(
+                            "lot.expires_on",
+                            "the lot already exists with another expiry date",
+                        ));
                     }
                 }
                 let cell = entry.cell_or_insert(location);
@@ -448,7 +408,7 @@ impl State {
                 if delta > 0 {
                     cell.add(delta, lot);
                 } else if delta < 0 {
-                    cell.remove(-delta, lot.map(|(code, _)| code), today);
+                    cell.remove(-delta, lot.map(|(code, _)| code));
                 }
                 Ok(Outcome::Cell(CellView::of(&adjust.sku, &adjust.location, cell, today)))
             }
@@ -478,42 +438,79 @@ impl State {
                 Ok(Outcome::Reservation(self.view(&home)))
             }
             Command::Commit { id, order_ref } => {
-                let done = self.transition(*id, ReservationStatus::Active, ReservationStatus::Committed, record.at, guards, |cell, qty| {
-                    cell.reserved -= qty;
-                    cell.committed += qty;
-                }, order_ref.as_deref())?;
+                let done = self.transition(
+                    *id,
+                    ReservationStatus::Active,
+                    ReservationStatus::Committed,
+                    record.at,
+                    guards,
+                    |cell, qty| {
+                        cell.reserved -= qty;
+                        cell.committed += qty;
+                    },
+                    order_ref.as_deref(),
+                )?;
                 Ok(Outcome::Reservation(done))
             }
             Command::Fulfill { id } => {
-                let done = self.transition(*id, ReservationStatus::Committed, ReservationStatus::Fulfilled, record.at, guards, |cell, qty| {
-                    cell.committed -= qty;
-                    cell.ship(qty.min(cell.on_hand), today);
-                }, None)?;
+                let done = self.transition(
+                    *id,
+                    ReservationStatus::Committed,
+                    ReservationStatus::Fulfilled,
+                    record.at,
+                    guards,
+                    |cell, qty| {
+                        cell.committed -= qty;
+                        cell.ship(qty.min(cell.on_hand), today);
+                    },
+                    None,
+                )?;
                 Ok(Outcome::Reservation(done))
             }
             Command::Release { id } => {
-                let done = self.transition(*id, ReservationStatus::Active, ReservationStatus::Released, record.at, guards, |cell, qty| {
-                    cell.reserved -= qty;
-                }, None)?;
+                let done = self.transition(
+                    *id,
+                    ReservationStatus::Active,
+                    ReservationStatus::Released,
+                    record.at,
+                    guards,
+                    |cell, qty| {
+                        cell.reserved -= qty;
+                    },
+                    None,
+                )?;
                 Ok(Outcome::Reservation(done))
             }
             Command::Cancel { id } => {
-                let done = self.transition(*id, ReservationStatus::Committed, ReservationStatus::Cancelled, record.at, guards, |cell, qty| {
-                    cell.committed -= qty;
-                }, None)?;
+                let done = self.transition(
+                    *id,
+                    ReservationStatus::Committed,
+                    ReservationStatus::Cancelled,
+                    record.at,
+                    guards,
+                    |cell, qty| {
+                        cell.committed -= qty;
+                    },
+                    None,
+                )?;
                 Ok(Outcome::Reservation(done))
             }
             Command::Expire { id } => {
-                let due = self
-                    .reservations
-                    .get(id)
-                    .is_some_and(|r| r.expires_at <= record.at);
+                let due = self.reservations.get(id).is_some_and(|r| r.expires_at <= record.at);
                 if !due {
                     return Err(Conflict::Other(format!("reservation {id} is not due to expire")).into());
                 }
-                let done = self.transition(*id, ReservationStatus::Active, ReservationStatus::Expired, record.at, guards, |cell, qty| {
-                    cell.reserved -= qty;
-                }, None)?;
+                let done = self.transition(
+                    *id,
+                    ReservationStatus::Active,
+                    ReservationStatus::Expired,
+                    record.at,
+                    guards,
+                    |cell, qty| {
+                        cell.reserved -= qty;
+                    },
+                    None,
+                )?;
                 Ok(Outcome::Reservation(done))
             }
         }
@@ -568,11 +565,7 @@ impl State {
             let cell = entry.cell_mut(location).ok_or_else(|| EngineError::Internal("checked cell vanished".into()))?;
             cell.reserved += i64::from(line.qty);
             debug_assert!(cell.available_raw(today) >= 0, "a reservation made available negative");
-            held.push(HeldLine {
-                sku: code,
-                location,
-                qty: line.qty,
-            });
+            held.push(HeldLine { sku: code, location, qty: line.qty });
         }
         let reservation = Reservation {
             id: reserve.id,
@@ -586,9 +579,7 @@ impl State {
             finished_at: None,
         };
         let home = self.home_shard(&reservation);
-        self.shard_mut(guards, home)?
-            .expiries
-            .push(Reverse((reserve.expires_at, reserve.id)));
+        self.shard_mut(guards, home)?.expiries.push(Reverse((reserve.expires_at, reserve.id)));
         let view = self.view(&reservation);
         self.reservations.insert(reserve.id, reservation);
         self.next_reservation_id.fetch_max(reserve.id + 1, Ordering::Relaxed);
@@ -670,12 +661,7 @@ impl State {
 
     /// The shard whose expiry heap tracks a reservation: the lowest of its lines' shards.
     pub fn home_shard(&self, reservation: &Reservation) -> usize {
-        reservation
-            .lines
-            .iter()
-            .map(|line| self.shard_of(&line.sku))
-            .min()
-            .unwrap_or(0)
+        reservation.lines.iter().map(|line| self.shard_of(&line.sku)).min().unwrap_or(0)
     }
 
     pub fn view(&self, reservation: &Reservation) -> ReservationView {
@@ -706,10 +692,8 @@ impl State {
             IdempotencyState::Done { at, .. } => *at > now - IDEMPOTENCY_RETENTION_MS,
             IdempotencyState::Pending { .. } => true,
         });
-        self.reservations.retain(|_, r| {
-            r.finished_at
-                .is_none_or(|finished| finished > now - FINISHED_RESERVATION_RETENTION_MS)
-        });
+        self.reservations
+            .retain(|_, r| r.finished_at.is_none_or(|finished| finished > now - FINISHED_RESERVATION_RETENTION_MS));
     }
 }
 

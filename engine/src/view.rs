@@ -128,7 +128,9 @@ pub struct ReservationView {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A catalog entry was written; `created` is false when it replaced one.
-    Put { created: bool },
+    Put {
+        created: bool,
+    },
     Cell(CellView),
     Reservation(ReservationView),
 }

@@ -36,7 +36,14 @@ fn record_history(engine: &Engine, clock_ms: &ManualClock) -> Vec<String> {
         engine.wait(engine.put_sku(ctx, common::sku(sku)).expect("sku")).expect("durable");
         after(engine, &mut digests);
         for loc in ["W1", "W2"] {
-            let receive = aisle_engine::command::Receive { sku: sku.into(), location: loc.into(), qty: 10, unit_cost: Some(250), lot: None, reason: None };
+            let receive = aisle_engine::command::Receive {
+                sku: sku.into(),
+                location: loc.into(),
+                qty: 10,
+                unit_cost: Some(250),
+                lot: None,
+                reason: None,
+            };
             engine.wait(engine.receive(ctx, receive).expect("receive")).expect("durable");
             after(engine, &mut digests);
         }
@@ -45,9 +52,18 @@ fn record_history(engine: &Engine, clock_ms: &ManualClock) -> Vec<String> {
         // Multi-line, multi-shard reservations: all or nothing after a crash.
         let lines = SKUS
             .iter()
-            .map(|sku| ReserveLine { sku: (*sku).into(), location: if i % 2 == 0 { "W1" } else { "W2" }.into(), qty: 1 + i % 2 })
+            .map(|sku| ReserveLine {
+                sku: (*sku).into(),
+                location: if i % 2 == 0 { "W1" } else { "W2" }.into(),
+                qty: 1 + i % 2,
+            })
             .collect();
-        let request = ReserveRequest { channel: "web".into(), customer: Some(format!("c{i}")), ttl_seconds: Some(if i == 3 { 60 } else { 3600 }), lines };
+        let request = ReserveRequest {
+            channel: "web".into(),
+            customer: Some(format!("c{i}")),
+            ttl_seconds: Some(if i == 3 { 60 } else { 3600 }),
+            lines,
+        };
         // Exactly one hold (i == 3) comes due, so every LSN has its own recorded state.
         let view = engine.wait(engine.reserve(ctx, request).expect("reserve")).expect("durable");
         after(engine, &mut digests);
@@ -63,7 +79,14 @@ fn record_history(engine: &Engine, clock_ms: &ManualClock) -> Vec<String> {
         }
         after(engine, &mut digests);
     }
-    let adjust = Adjust { sku: "A".into(), location: "W1".into(), change: AdjustChange::Counted(3), reason: AdjustReason::Count, lot: None, note: None };
+    let adjust = Adjust {
+        sku: "A".into(),
+        location: "W1".into(),
+        change: AdjustChange::Counted(3),
+        reason: AdjustReason::Count,
+        lot: None,
+        note: None,
+    };
     engine.wait(engine.adjust(ctx, adjust).expect("adjust")).expect("durable");
     after(engine, &mut digests);
     clock_ms.advance_ms(120_000);
@@ -108,7 +131,11 @@ fn every_cut_of_the_log_recovers_a_prefix_of_whole_commands() {
         let recovered = engine.stats().last_lsn as usize;
         assert!(recovered >= previous, "cut at {cut}: fewer records than a shorter cut");
         previous = recovered;
-        assert_eq!(common::digest(&engine, &SKUS, 16), digests[recovered], "cut at {cut}: state is not the prefix of {recovered} commands");
+        assert_eq!(
+            common::digest(&engine, &SKUS, 16),
+            digests[recovered],
+            "cut at {cut}: state is not the prefix of {recovered} commands"
+        );
         engine.check_invariants().unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
     }
     assert_eq!(previous, total, "the whole log recovers everything");
@@ -146,7 +173,10 @@ fn flipped_bits_are_refused_with_file_and_offset_or_cut_only_at_the_tail() {
                 // Accepted only if the damage cost nothing or only the last record(s).
                 let recovered = engine.stats().last_lsn as usize;
                 assert_eq!(common::digest(&engine, &SKUS, 16), digests[recovered], "flip at {at}");
-                assert!(recovered == total || at as f64 > bytes.len() as f64 * 0.9, "flip at {at} silently dropped records {recovered}..{total}");
+                assert!(
+                    recovered == total || at as f64 > bytes.len() as f64 * 0.9,
+                    "flip at {at} silently dropped records {recovered}..{total}"
+                );
             }
         }
     }
@@ -177,7 +207,11 @@ fn snapshot_plus_cut_log_recovers_a_prefix() {
         let (engine, report) = Engine::open(config(), storage).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(report.snapshot_lsn, info.lsn);
         let recovered = engine.stats().last_lsn;
-        let expected = digests.iter().find(|(lsn, _)| *lsn == recovered).map(|(_, d)| d.clone()).unwrap_or_else(|| panic!("cut at {cut}: lsn {recovered} not in history"));
+        let expected = digests
+            .iter()
+            .find(|(lsn, _)| *lsn == recovered)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("cut at {cut}: lsn {recovered} not in history"));
         assert_eq!(common::digest(&engine, &SKUS, 16), expected, "cut at {cut}");
     }
 }
@@ -186,7 +220,8 @@ fn record_history_after_snapshot(engine: &Engine) -> Vec<(u64, String)> {
     let ctx = Context::actor("history");
     let mut digests = vec![(engine.stats().last_lsn, common::digest(engine, &SKUS, 16))];
     for i in 0..6u32 {
-        let lines = SKUS.iter().map(|sku| ReserveLine { sku: (*sku).into(), location: "W1".into(), qty: 1 + i }).collect();
+        let lines =
+            SKUS.iter().map(|sku| ReserveLine { sku: (*sku).into(), location: "W1".into(), qty: 1 + i }).collect();
         let request = ReserveRequest { channel: "web".into(), customer: None, ttl_seconds: None, lines };
         engine.wait(engine.reserve(ctx, request).expect("reserve")).expect("durable");
         digests.push((engine.stats().last_lsn, common::digest(engine, &SKUS, 16)));

@@ -124,12 +124,15 @@ struct MRes {
     status: ReservationStatus,
 }
 
+/// What a key was first used for: (reservation id, request lines, ttl).
+type FirstUse = (u64, Vec<(usize, usize, u32)>, u32);
+
 #[derive(Default)]
 struct Model {
     cells: BTreeMap<(usize, usize), MCell>,
     reservations: Vec<MRes>,
     /// Idempotency key -> (reservation id, request lines).
-    keys: BTreeMap<u8, (u64, Vec<(usize, usize, u32)>, u32)>,
+    keys: BTreeMap<u8, FirstUse>,
 }
 
 struct Harness {
@@ -192,11 +195,18 @@ impl Harness {
         let now = aisle_engine::time::Clock::now(&self.clock);
         match op.clone() {
             Op::Receive { sku: s, loc: l, qty, lot } => {
-                let lot = lot.map(|(code, offset)| LotRef { code: format!("LOT{code}"), expires_on: day_of(START) + offset + code as i32 });
+                let lot = lot.map(|(code, offset)| LotRef {
+                    code: format!("LOT{code}"),
+                    expires_on: day_of(START) + offset + code as i32,
+                });
                 let engine = self.engine().clone();
-                let result = engine.receive(ctx, Receive { sku: sku(s), location: loc(l), qty, unit_cost: Some(10), lot: lot.clone(), reason: None });
+                let result = engine.receive(
+                    ctx,
+                    Receive { sku: sku(s), location: loc(l), qty, unit_cost: Some(10), lot: lot.clone(), reason: None },
+                );
                 let cell = self.model.cells.entry((s, l)).or_default();
-                let conflict = lot.as_ref().is_some_and(|lot| cell.lots.iter().any(|m| m.1 == lot.code && m.0 != lot.expires_on));
+                let conflict =
+                    lot.as_ref().is_some_and(|lot| cell.lots.iter().any(|m| m.1 == lot.code && m.0 != lot.expires_on));
                 if conflict {
                     assert!(matches!(result, Err(EngineError::Invalid(_))), "{result:?}");
                     return;
@@ -215,7 +225,17 @@ impl Harness {
             }
             Op::Adjust { sku: s, loc: l, change } => {
                 let engine = self.engine().clone();
-                let result = engine.adjust(ctx, Adjust { sku: sku(s), location: loc(l), change, reason: AdjustReason::Count, lot: None, note: None });
+                let result = engine.adjust(
+                    ctx,
+                    Adjust {
+                        sku: sku(s),
+                        location: loc(l),
+                        change,
+                        reason: AdjustReason::Count,
+                        lot: None,
+                        note: None,
+                    },
+                );
                 let cell = self.model.cells.entry((s, l)).or_default();
                 let delta = match change {
                     AdjustChange::Delta(d) => d,
@@ -234,7 +254,8 @@ impl Harness {
             }
             Op::Safety { sku: s, loc: l, qty } => {
                 let engine = self.engine().clone();
-                let policy = CellPolicy { sku: sku(s), location: loc(l), safety_stock: Some(qty), ..CellPolicy::default() };
+                let policy =
+                    CellPolicy { sku: sku(s), location: loc(l), safety_stock: Some(qty), ..CellPolicy::default() };
                 engine.wait(engine.set_cell_policy(ctx, policy).expect("policy")).expect("durable");
                 self.model.cells.entry((s, l)).or_default().safety = qty;
             }
@@ -243,10 +264,15 @@ impl Harness {
                     channel: "web".into(),
                     customer: None,
                     ttl_seconds: Some(ttl),
-                    lines: lines.iter().map(|&(s, l, qty)| ReserveLine { sku: sku(s), location: loc(l), qty }).collect(),
+                    lines: lines
+                        .iter()
+                        .map(|&(s, l, qty)| ReserveLine { sku: sku(s), location: loc(l), qty })
+                        .collect(),
                 };
                 let key_text = key.map(|k| format!("key-{k}"));
-                let fingerprint = lines.iter().fold(u64::from(ttl), |h, &(s, l, q)| h.wrapping_mul(31).wrapping_add((s * 100 + l * 10) as u64 + u64::from(q)));
+                let fingerprint = lines.iter().fold(u64::from(ttl), |h, &(s, l, q)| {
+                    h.wrapping_mul(31).wrapping_add((s * 100 + l * 10) as u64 + u64::from(q))
+                });
                 let ctx = match &key_text {
                     Some(k) => ctx.with_key(k, fingerprint),
                     None => ctx,
@@ -289,7 +315,12 @@ impl Harness {
                     cell.reserved += i64::from(q);
                     assert!(cell.available_raw(today) >= 0, "invariant 1");
                 }
-                self.model.reservations.push(MRes { id: view.id, lines: merged, expires_at: now + i64::from(ttl) * 1000, status: ReservationStatus::Active });
+                self.model.reservations.push(MRes {
+                    id: view.id,
+                    lines: merged,
+                    expires_at: now + i64::from(ttl) * 1000,
+                    status: ReservationStatus::Active,
+                });
                 if let Some(k) = key {
                     self.model.keys.insert(k, (view.id, lines, ttl));
                 }
@@ -400,7 +431,8 @@ impl Harness {
             for l in 0..LOCATIONS {
                 let view = engine.cell(&sku(s), &loc(l)).expect("cell");
                 let model = self.model.cells.get(&(s, l)).cloned().unwrap_or_default();
-                let lots: Vec<(i32, String, i64)> = view.lots.iter().map(|lot| (lot.expires_on, lot.code.clone(), lot.qty)).collect();
+                let lots: Vec<(i32, String, i64)> =
+                    view.lots.iter().map(|lot| (lot.expires_on, lot.code.clone(), lot.qty)).collect();
                 assert_eq!(
                     (view.on_hand, view.reserved, view.committed, view.safety_stock, lots),
                     (model.on_hand, model.reserved, model.committed, model.safety, model.lots.clone()),

@@ -64,14 +64,20 @@ fn acknowledged_reservations_survive_kill_9() {
         reader.join().expect("reader");
         acked.extend(rx.try_iter().filter(|l| l.starts_with("ack ")).map(|line| {
             let mut parts = line.split(' ').skip(1);
-            (parts.next().and_then(|p| p.parse().ok()).expect("id"), parts.next().and_then(|p| p.parse().ok()).expect("qty"))
+            (
+                parts.next().and_then(|p| p.parse().ok()).expect("id"),
+                parts.next().and_then(|p| p.parse().ok()).expect("qty"),
+            )
         }));
         assert!(this_round > 0, "round {round}: nothing was acknowledged before the kill");
 
         let config = EngineConfig::manual(Durability::Fsync, Arc::new(SystemClock));
-        let (engine, report) = Engine::open(config, Storage::dir(dir.path()).expect("storage")).expect("recovers after kill -9");
+        let (engine, report) =
+            Engine::open(config, Storage::dir(dir.path()).expect("storage")).expect("recovers after kill -9");
         for &(id, qty) in &acked {
-            let view = engine.reservation(id).unwrap_or_else(|| panic!("round {round}: acknowledged reservation {id} lost ({report:?})"));
+            let view = engine
+                .reservation(id)
+                .unwrap_or_else(|| panic!("round {round}: acknowledged reservation {id} lost ({report:?})"));
             assert_eq!(view.status, ReservationStatus::Active);
             assert_eq!(view.lines.iter().map(|l| i64::from(l.qty)).sum::<i64>(), qty, "reservation {id} is whole");
         }

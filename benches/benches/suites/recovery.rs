@@ -26,7 +26,8 @@ pub fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("replay_log", |b| {
         b.iter(|| {
-            let (engine, report) = Engine::open(config.clone(), Storage::dir(dir.path()).expect("storage")).expect("recovers");
+            let (engine, report) =
+                Engine::open(config.clone(), Storage::dir(dir.path()).expect("storage")).expect("recovers");
             assert_eq!(report.wal.records_replayed, total);
             drop(engine);
         })

@@ -35,10 +35,7 @@ pub(crate) const FRAME_HEADER_LEN: usize = FRAME_LSN_AT + size_of::<Lsn>();
 pub(crate) const FRAME_ALIGN: usize = 16;
 
 const _: () = assert!(SEGMENT_HEADER_LEN == 32);
-const _: () = assert!(
-    HEADER_CRC_AT == 24,
-    "the header crc covers exactly the 24 bytes before it"
-);
+const _: () = assert!(HEADER_CRC_AT == 24, "the header crc covers exactly the 24 bytes before it");
 const _: () = assert!(FRAME_HEADER_LEN == 16);
 const _: () = assert!(FRAME_ALIGN.is_power_of_two());
 // The first frame must be aligned, and an aligned frame start plus the header must leave the
@@ -90,10 +87,7 @@ pub(crate) fn encode_segment_header(first_lsn: Lsn) -> [u8; SEGMENT_HEADER_LEN] 
 /// Verifies a segment header and returns its first LSN; the error says what is wrong.
 pub(crate) fn decode_segment_header(bytes: &[u8]) -> Result<Lsn, String> {
     if bytes.len() < SEGMENT_HEADER_LEN {
-        return Err(format!(
-            "segment header is {} bytes, expected {SEGMENT_HEADER_LEN}",
-            bytes.len()
-        ));
+        return Err(format!("segment header is {} bytes, expected {SEGMENT_HEADER_LEN}", bytes.len()));
     }
     if bytes[MAGIC_AT..VERSION_AT] != MAGIC {
         return Err("bad magic".into());
@@ -135,8 +129,7 @@ pub(crate) fn frame_size(payload_len: usize) -> usize {
 /// boundary. `payload.len()` must fit in a u32 (the caller checks `record_bytes_max`).
 pub(crate) fn push_frame(buf: &mut Vec<u8>, lsn: Lsn, payload: &[u8], payload_crc: u32) {
     debug_assert_eq!(buf.len() % FRAME_ALIGN, 0);
-    let len =
-        u32::try_from(payload.len()).expect("record length was checked against record_bytes_max");
+    let len = u32::try_from(payload.len()).expect("record length was checked against record_bytes_max");
     let crc = frame_crc(lsn, len, payload_crc, payload.len());
     buf.reserve(frame_size(payload.len()));
     buf.extend_from_slice(&len.to_le_bytes());
@@ -170,16 +163,12 @@ pub(crate) fn parse_frame(bytes: &[u8], at: usize, record_bytes_max: u32) -> Res
     }
     let len = u32_at(bytes, at + FRAME_LEN_AT);
     if len > record_bytes_max {
-        return Err(format!(
-            "record length {len} exceeds the maximum {record_bytes_max}"
-        ));
+        return Err(format!("record length {len} exceeds the maximum {record_bytes_max}"));
     }
     let payload_len = len as usize;
     let size = frame_size(payload_len);
     if size > remaining {
-        return Err(format!(
-            "frame of {size} bytes runs past the end of the file"
-        ));
+        return Err(format!("frame of {size} bytes runs past the end of the file"));
     }
     let lsn = u64_at(bytes, at + FRAME_LSN_AT);
     let payload_at = at + FRAME_HEADER_LEN;
@@ -188,12 +177,7 @@ pub(crate) fn parse_frame(bytes: &[u8], at: usize, record_bytes_max: u32) -> Res
     if crc != frame_crc(lsn, len, payload_crc(payload), payload_len) {
         return Err("record checksum mismatch".into());
     }
-    Ok(Frame {
-        lsn,
-        payload_at,
-        payload_len,
-        next: at + size,
-    })
+    Ok(Frame { lsn, payload_at, payload_len, next: at + size })
 }
 
 #[cfg(test)]
@@ -226,10 +210,7 @@ mod tests {
             assert_eq!(u32_at(&buf, FRAME_CRC_AT), crc32c::crc32c(&direct));
             let frame = parse_frame(&buf, 0, 1 << 20).expect("a frame just written parses");
             assert_eq!(frame.lsn, 9);
-            assert_eq!(
-                &buf[frame.payload_at..frame.payload_at + frame.payload_len],
-                payload
-            );
+            assert_eq!(&buf[frame.payload_at..frame.payload_at + frame.payload_len], payload);
             assert!(parse_frame(&buf, 0, payload.len() as u32).is_ok());
             if !payload.is_empty() {
                 assert!(parse_frame(&buf, 0, payload.len() as u32 - 1).is_err());
@@ -243,9 +224,6 @@ mod tests {
         assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
         assert_eq!(parse_segment_name("wal-1.seg"), None);
         assert_eq!(parse_segment_name("wal-0000000000000000000x.seg"), None);
-        assert_eq!(
-            parse_segment_name("snapshot-00000000000000000001.snap"),
-            None
-        );
+        assert_eq!(parse_segment_name("snapshot-00000000000000000001.snap"), None);
     }
 }

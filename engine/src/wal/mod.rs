@@ -55,8 +55,7 @@ use writer::{Segment, Shared};
 pub type Lsn = u64;
 
 /// What callback [`Wal::open`] feeds each replayed record to.
-pub type ReplayFn<'a> =
-    &'a mut dyn FnMut(Lsn, &[u8]) -> Result<(), Box<dyn StdError + Send + Sync>>;
+pub type ReplayFn<'a> = &'a mut dyn FnMut(Lsn, &[u8]) -> Result<(), Box<dyn StdError + Send + Sync>>;
 
 /// When an appended record counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,9 +93,7 @@ impl FromStr for Durability {
             "fsync" => Ok(Durability::Fsync),
             "async" => Ok(Durability::Async),
             "none" => Ok(Durability::None),
-            other => Err(WalError::InvalidConfig(format!(
-                "durability must be fsync, async or none, not {other:?}"
-            ))),
+            other => Err(WalError::InvalidConfig(format!("durability must be fsync, async or none, not {other:?}"))),
         }
     }
 }
@@ -158,14 +155,10 @@ impl WalConfig {
     pub fn validate(&self) -> Result<(), WalError> {
         let invalid = |msg: String| Err(WalError::InvalidConfig(msg));
         if self.segment_bytes_max < SEGMENT_BYTES_MIN {
-            return invalid(format!(
-                "segment_bytes_max must be at least {SEGMENT_BYTES_MIN}"
-            ));
+            return invalid(format!("segment_bytes_max must be at least {SEGMENT_BYTES_MIN}"));
         }
         if self.record_bytes_max == 0 || self.record_bytes_max > RECORD_BYTES_LIMIT {
-            return invalid(format!(
-                "record_bytes_max must be between 1 and {RECORD_BYTES_LIMIT}"
-            ));
+            return invalid(format!("record_bytes_max must be between 1 and {RECORD_BYTES_LIMIT}"));
         }
         if self.pending_bytes_max == 0 {
             return invalid("pending_bytes_max must be positive".into());
@@ -225,11 +218,7 @@ pub enum WalError {
         source: io::Error,
     },
     #[error("write-ahead log corrupt: {file} at byte {offset}: {reason}")]
-    Corrupt {
-        file: String,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { file: String, offset: u64, reason: String },
     #[error("write-ahead log is read-only: {reason}")]
     ReadOnly { reason: String },
     #[error("write-ahead log is busy; too many bytes waiting to be written")]
@@ -286,28 +275,15 @@ impl Wal {
                 closed: Vec::new(),
                 spare: Vec::new(),
             };
-            let report = RecoveryReport {
-                last_lsn: after_lsn,
-                ..RecoveryReport::default()
-            };
+            let report = RecoveryReport { last_lsn: after_lsn, ..RecoveryReport::default() };
             let shared = Arc::new(Shared::new(storage, config, segment, after_lsn));
-            return Ok((
-                Wal {
-                    shared,
-                    writer: None,
-                },
-                report,
-            ));
+            return Ok((Wal { shared, writer: None }, report));
         }
 
         let recovered = reader::recover(&*storage, config.record_bytes_max, after_lsn, replay)?;
         let first_lsn = recovered.next_lsn;
         let name = segment_name(first_lsn);
-        let file = storage.create(&name).map_err(|source| WalError::Io {
-            op: "create",
-            file: name.clone(),
-            source,
-        })?;
+        let file = storage.create(&name).map_err(|source| WalError::Io { op: "create", file: name.clone(), source })?;
         let mut segment = Segment {
             file: Some(file),
             name: name.clone(),
@@ -327,18 +303,8 @@ impl Wal {
         let writer = std::thread::Builder::new()
             .name("aisle-wal".into())
             .spawn(move || writer::run(thread_shared))
-            .map_err(|source| WalError::Io {
-                op: "spawn writer thread for",
-                file: name,
-                source,
-            })?;
-        Ok((
-            Wal {
-                shared,
-                writer: Some(writer),
-            },
-            recovered.report,
-        ))
+            .map_err(|source| WalError::Io { op: "spawn writer thread for", file: name, source })?;
+        Ok((Wal { shared, writer: Some(writer) }, recovered.report))
     }
 
     /// The cheap check to make before applying a command: ReadOnly after a failed write or
@@ -348,8 +314,7 @@ impl Wal {
         if let Some(error) = self.shared.read_only_error() {
             return Err(error);
         }
-        if self.shared.pending_bytes.load(Ordering::Relaxed) > self.shared.config.pending_bytes_max
-        {
+        if self.shared.pending_bytes.load(Ordering::Relaxed) > self.shared.config.pending_bytes_max {
             return Err(WalError::Busy);
         }
         Ok(())
@@ -361,10 +326,7 @@ impl Wal {
         let shared = &*self.shared;
         let max = shared.config.record_bytes_max;
         if payload.len() > max as usize {
-            return Err(WalError::RecordTooLarge {
-                len: payload.len(),
-                max,
-            });
+            return Err(WalError::RecordTooLarge { len: payload.len(), max });
         }
         if shared.config.durability == Durability::None {
             return Ok(shared.last_lsn.fetch_add(1, Ordering::AcqRel) + 1);
@@ -385,9 +347,7 @@ impl Wal {
             pending.records += 1;
             shared.last_lsn.store(lsn, Ordering::Release);
             // Under the lock, so the writer's subtraction after the write never comes first.
-            shared
-                .pending_bytes
-                .fetch_add(frame_size(payload.len()), Ordering::AcqRel);
+            shared.pending_bytes.fetch_add(frame_size(payload.len()), Ordering::AcqRel);
             (lsn, std::mem::take(&mut pending.writer_idle))
         };
         if wake {
@@ -415,11 +375,7 @@ impl Wal {
     /// A future resolving when `lsn` is durable, like [`Wal::wait_durable`]. It does not
     /// borrow the log, so it can be moved into a spawned task.
     pub fn durable(&self, lsn: Lsn) -> Durable {
-        Durable {
-            shared: self.shared.clone(),
-            lsn,
-            registered: None,
-        }
+        Durable { shared: self.shared.clone(), lsn, registered: None }
     }
 
     /// The highest LSN acknowledged as durable under the configured mode.
@@ -480,10 +436,7 @@ impl Wal {
         {
             let mut segment = shared.segment.lock();
             while let Some((_, name)) = segment.closed.first() {
-                let next_first = segment
-                    .closed
-                    .get(1)
-                    .map_or(segment.first_lsn, |(first, _)| *first);
+                let next_first = segment.closed.get(1).map_or(segment.first_lsn, |(first, _)| *first);
                 if next_first - 1 > lsn {
                     break;
                 }
@@ -521,11 +474,7 @@ impl Wal {
             return Vec::new();
         }
         let segment = self.shared.segment.lock();
-        let mut names: Vec<String> = segment
-            .closed
-            .iter()
-            .map(|(_, name)| name.clone())
-            .collect();
+        let mut names: Vec<String> = segment.closed.iter().map(|(_, name)| name.clone()).collect();
         names.push(segment.name.clone());
         names
     }
@@ -583,11 +532,7 @@ impl Future for Durable {
         if let Some(outcome) = shared.wait_outcome(self.lsn) {
             return Poll::Ready(outcome);
         }
-        if !self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        if !self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             waiters.wakers.push((self.lsn, cx.waker().clone()));
             self.registered = Some(cx.waker().clone());
         }

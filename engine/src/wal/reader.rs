@@ -4,8 +4,7 @@
 use std::io;
 
 use super::format::{
-    decode_segment_header, parse_frame, parse_segment_name, FRAME_ALIGN, FRAME_HEADER_LEN,
-    SEGMENT_HEADER_LEN,
+    decode_segment_header, parse_frame, parse_segment_name, FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use super::{LogStorage, Lsn, RecoveryReport, ReplayFn, TornTail, WalError};
 
@@ -20,19 +19,11 @@ pub(crate) struct Recovered {
 }
 
 fn io_error<'a>(op: &'static str, file: &'a str) -> impl FnOnce(io::Error) -> WalError + 'a {
-    move |source| WalError::Io {
-        op,
-        file: file.to_owned(),
-        source,
-    }
+    move |source| WalError::Io { op, file: file.to_owned(), source }
 }
 
 fn corrupt(file: &str, offset: usize, reason: impl Into<String>) -> WalError {
-    WalError::Corrupt {
-        file: file.to_owned(),
-        offset: offset as u64,
-        reason: reason.into(),
-    }
+    WalError::Corrupt { file: file.to_owned(), offset: offset as u64, reason: reason.into() }
 }
 
 /// Whether any frame at or after `from` verifies with an LSN of at least `min_lsn`. A damaged
@@ -44,8 +35,8 @@ fn valid_frame_after(bytes: &[u8], from: usize, min_lsn: Lsn, record_bytes_max: 
     let lsn_span = (bytes.len() / FRAME_ALIGN) as u64;
     let mut at = from.next_multiple_of(FRAME_ALIGN);
     while at + FRAME_HEADER_LEN <= bytes.len() {
-        let plausible = super::format::peek_lsn(bytes, at)
-            .is_some_and(|lsn| lsn >= min_lsn && lsn - min_lsn <= lsn_span);
+        let plausible =
+            super::format::peek_lsn(bytes, at).is_some_and(|lsn| lsn >= min_lsn && lsn - min_lsn <= lsn_span);
         if plausible && parse_frame(bytes, at, record_bytes_max).is_ok_and(|f| f.lsn >= min_lsn) {
             return true;
         }
@@ -68,10 +59,7 @@ pub(crate) fn recover(
         .collect();
     names.sort_unstable();
 
-    let mut report = RecoveryReport {
-        segments: names.len(),
-        ..RecoveryReport::default()
-    };
+    let mut report = RecoveryReport { segments: names.len(), ..RecoveryReport::default() };
     // (first LSN, name, records) of each segment kept.
     let mut kept: Vec<(Lsn, String, u64)> = Vec::with_capacity(names.len());
     // The LSN the next record must carry; None until the first segment header is read.
@@ -85,16 +73,11 @@ pub(crate) fn recover(
             Ok(first) => first,
             Err(reason) => {
                 let min_lsn = expected.unwrap_or(1);
-                if last && !valid_frame_after(&bytes, SEGMENT_HEADER_LEN, min_lsn, record_bytes_max)
-                {
+                if last && !valid_frame_after(&bytes, SEGMENT_HEADER_LEN, min_lsn, record_bytes_max) {
                     // Crashed while creating the segment: it never held an acknowledged record.
                     storage.remove(&name).map_err(io_error("remove", &name))?;
                     storage.sync_dir().map_err(io_error("sync dir", &name))?;
-                    report.torn_tail = Some(TornTail {
-                        file: name,
-                        offset: 0,
-                        bytes_cut: bytes.len() as u64,
-                    });
+                    report.torn_tail = Some(TornTail { file: name, offset: 0, bytes_cut: bytes.len() as u64 });
                     break;
                 }
                 return Err(corrupt(&name, 0, reason));
@@ -109,11 +92,7 @@ pub(crate) fn recover(
         }
         match expected {
             Some(e) if e != first => {
-                return Err(corrupt(
-                    &name,
-                    0,
-                    format!("segment starts at lsn {first}, expected {e}"),
-                ));
+                return Err(corrupt(&name, 0, format!("segment starts at lsn {first}, expected {e}")));
             }
             None if first > after_lsn + 1 => {
                 return Err(corrupt(
@@ -137,24 +116,17 @@ pub(crate) fn recover(
             match frame {
                 Ok(frame) => {
                     if frame.lsn > after_lsn {
-                        let payload =
-                            &bytes[frame.payload_at..frame.payload_at + frame.payload_len];
+                        let payload = &bytes[frame.payload_at..frame.payload_at + frame.payload_len];
                         debug_assert_eq!(payload.as_ptr() as usize % FRAME_ALIGN, 0);
-                        replay(frame.lsn, payload).map_err(|source| WalError::Replay {
-                            lsn: frame.lsn,
-                            source,
-                        })?;
+                        replay(frame.lsn, payload).map_err(|source| WalError::Replay { lsn: frame.lsn, source })?;
                         report.records_replayed += 1;
                     }
                     next += 1;
                     at = frame.next;
                 }
                 Err(reason) => {
-                    if last && !valid_frame_after(&bytes, at + FRAME_ALIGN, next, record_bytes_max)
-                    {
-                        storage
-                            .truncate(&name, at as u64)
-                            .map_err(io_error("truncate", &name))?;
+                    if last && !valid_frame_after(&bytes, at + FRAME_ALIGN, next, record_bytes_max) {
+                        storage.truncate(&name, at as u64).map_err(io_error("truncate", &name))?;
                         report.torn_tail = Some(TornTail {
                             file: name.clone(),
                             offset: at as u64,
@@ -190,12 +162,5 @@ pub(crate) fn recover(
         storage.sync_dir().map_err(io_error("sync dir", ""))?;
     }
     report.last_lsn = next_lsn - 1;
-    Ok(Recovered {
-        segments: kept
-            .into_iter()
-            .map(|(first, name, _)| (first, name))
-            .collect(),
-        next_lsn,
-        report,
-    })
+    Ok(Recovered { segments: kept.into_iter().map(|(first, name, _)| (first, name)).collect(), next_lsn, report })
 }

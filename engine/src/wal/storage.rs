@@ -62,10 +62,7 @@ impl DirStorage {
     fn at(&self, name: &str) -> io::Result<PathBuf> {
         // Names come from our own code, but a separator would escape the directory.
         if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid file name {name:?}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid file name {name:?}")));
         }
         Ok(self.dir.join(name))
     }
@@ -107,10 +104,7 @@ impl LogStorage for DirStorage {
     }
 
     fn create(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.at(name)?)?;
+        let file = OpenOptions::new().write(true).create_new(true).open(self.at(name)?)?;
         Ok(Box::new(DirFile(file)))
     }
 
@@ -176,17 +170,11 @@ struct MemFile {
 
 impl MemFs {
     fn file(&self, name: &str) -> io::Result<&MemFile> {
-        self.entries
-            .get(name)
-            .and_then(|id| self.files.get(id))
-            .ok_or_else(|| not_found(name))
+        self.entries.get(name).and_then(|id| self.files.get(id)).ok_or_else(|| not_found(name))
     }
 
     fn file_mut(&mut self, name: &str) -> io::Result<&mut MemFile> {
-        self.entries
-            .get(name)
-            .and_then(|id| self.files.get_mut(id))
-            .ok_or_else(|| not_found(name))
+        self.entries.get(name).and_then(|id| self.files.get_mut(id)).ok_or_else(|| not_found(name))
     }
 }
 
@@ -261,9 +249,7 @@ impl MemHandle {
     fn with_file<T>(&self, op: impl FnOnce(&mut MemFile, bool) -> io::Result<T>) -> io::Result<T> {
         let mut fs = self.fs.lock();
         if fs.generation != self.generation {
-            return Err(io::Error::other(
-                "the storage crashed; this handle is stale",
-            ));
+            return Err(io::Error::other("the storage crashed; this handle is stale"));
         }
         let fail_syncs = fs.fail_syncs;
         match fs.files.get_mut(&self.id) {
@@ -310,20 +296,13 @@ impl LogStorage for MemStorage {
     fn create(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
         let mut fs = self.inner.lock();
         if fs.entries.contains_key(name) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("file {name:?} exists"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("file {name:?} exists")));
         }
         let id = fs.next_id;
         fs.next_id += 1;
         fs.files.insert(id, MemFile::default());
         fs.entries.insert(name.to_owned(), id);
-        Ok(Box::new(MemHandle {
-            fs: self.inner.clone(),
-            id,
-            generation: fs.generation,
-        }))
+        Ok(Box::new(MemHandle { fs: self.inner.clone(), id, generation: fs.generation }))
     }
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
@@ -337,10 +316,7 @@ impl LogStorage for MemStorage {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         let mut fs = self.inner.lock();
-        fs.entries
-            .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| not_found(name))
+        fs.entries.remove(name).map(|_| ()).ok_or_else(|| not_found(name))
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {

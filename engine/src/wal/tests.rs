@@ -36,10 +36,7 @@ impl Rng {
 type Replayed = Vec<(Lsn, Vec<u8>)>;
 
 fn config(durability: Durability) -> WalConfig {
-    WalConfig {
-        durability,
-        ..WalConfig::default()
-    }
+    WalConfig { durability, ..WalConfig::default() }
 }
 
 fn open_with(
@@ -48,16 +45,11 @@ fn open_with(
     after_lsn: Lsn,
 ) -> Result<(Wal, RecoveryReport, Replayed), WalError> {
     let mut replayed = Vec::new();
-    let mut replay =
-        |lsn: Lsn, bytes: &[u8]| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            assert_eq!(
-                bytes.as_ptr() as usize % 16,
-                0,
-                "payload of record {lsn} is not 16-aligned"
-            );
-            replayed.push((lsn, bytes.to_vec()));
-            Ok(())
-        };
+    let mut replay = |lsn: Lsn, bytes: &[u8]| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        assert_eq!(bytes.as_ptr() as usize % 16, 0, "payload of record {lsn} is not 16-aligned");
+        replayed.push((lsn, bytes.to_vec()));
+        Ok(())
+    };
     let (wal, report) = Wal::open(storage, config, after_lsn, &mut replay)?;
     Ok((wal, report, replayed))
 }
@@ -123,17 +115,10 @@ fn segment_bytes_match_the_documented_format() {
         let mut covered = lsn.to_le_bytes().to_vec();
         covered.extend_from_slice(&len.to_le_bytes());
         covered.extend_from_slice(payload);
-        assert_eq!(
-            bytes[at + 4..at + 8],
-            crc32c::crc32c(&covered).to_le_bytes()
-        );
+        assert_eq!(bytes[at + 4..at + 8], crc32c::crc32c(&covered).to_le_bytes());
         assert_eq!(bytes[at + 8..at + 16], lsn.to_le_bytes());
         assert_eq!(&bytes[at + 16..at + 16 + payload.len()], &payload[..]);
-        assert!(
-            bytes[at + 16 + payload.len()..at + frame_size(payload.len())]
-                .iter()
-                .all(|b| *b == 0)
-        );
+        assert!(bytes[at + 16 + payload.len()..at + frame_size(payload.len())].iter().all(|b| *b == 0));
         at += frame_size(payload.len());
     }
     assert_eq!(at, bytes.len());
@@ -157,30 +142,17 @@ fn a_cut_at_every_byte_offset_recovers_a_prefix() {
     for cut in 0..=full.len() {
         let mem = MemStorage::new();
         mem.set_file(&name, full[..cut].to_vec());
-        let (wal, report, replayed) =
-            open_mem(&mem, 0).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let (wal, report, replayed) = open_mem(&mem, 0).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let whole = ends.iter().filter(|end| **end <= cut).count();
         assert_eq!(replayed, written[..whole], "cut at {cut}");
         let boundary = cut == SEGMENT_HEADER_LEN || ends.contains(&cut);
         let expected_tail = if cut < SEGMENT_HEADER_LEN {
-            Some(TornTail {
-                file: name.clone(),
-                offset: 0,
-                bytes_cut: cut as u64,
-            })
+            Some(TornTail { file: name.clone(), offset: 0, bytes_cut: cut as u64 })
         } else if boundary {
             None
         } else {
-            let start = if whole == 0 {
-                SEGMENT_HEADER_LEN
-            } else {
-                ends[whole - 1]
-            };
-            Some(TornTail {
-                file: name.clone(),
-                offset: start as u64,
-                bytes_cut: (cut - start) as u64,
-            })
+            let start = if whole == 0 { SEGMENT_HEADER_LEN } else { ends[whole - 1] };
+            Some(TornTail { file: name.clone(), offset: start as u64, bytes_cut: (cut - start) as u64 })
         };
         assert_eq!(report.torn_tail, expected_tail, "cut at {cut}");
         assert_eq!(report.last_lsn, whole as u64, "cut at {cut}");
@@ -188,8 +160,7 @@ fn a_cut_at_every_byte_offset_recovers_a_prefix() {
         let more = append_all(&wal, &[b"after".to_vec(), vec![7; 33]]);
         assert_eq!(more[0].0, whole as u64 + 1, "cut at {cut}");
         wal.close().expect("close");
-        let (wal, report, replayed) =
-            open_mem(&mem, 0).unwrap_or_else(|e| panic!("second open, cut at {cut}: {e}"));
+        let (wal, report, replayed) = open_mem(&mem, 0).unwrap_or_else(|e| panic!("second open, cut at {cut}: {e}"));
         let mut expected = written[..whole].to_vec();
         expected.extend(more);
         assert_eq!(replayed, expected, "second open, cut at {cut}");
@@ -204,13 +175,8 @@ fn damage_followed_by_valid_records_is_corruption() {
     let written = recorded_log(&mem, 4, 12, 200);
     let name = segment_name(1);
     let full = mem.file(&name).expect("segment exists");
-    let frame_start = |index: usize| {
-        SEGMENT_HEADER_LEN
-            + written[..index]
-                .iter()
-                .map(|(_, p)| frame_size(p.len()))
-                .sum::<usize>()
-    };
+    let frame_start =
+        |index: usize| SEGMENT_HEADER_LEN + written[..index].iter().map(|(_, p)| frame_size(p.len())).sum::<usize>();
 
     // Record 5 (index 4): a bit in its length, its crc, its lsn and its payload.
     let start = frame_start(4);
@@ -242,11 +208,7 @@ fn damage_in_the_last_record_is_a_torn_tail() {
     assert_eq!(replayed, written[..11]);
     assert_eq!(
         report.torn_tail,
-        Some(TornTail {
-            file: name.clone(),
-            offset: last_start as u64,
-            bytes_cut: (bytes.len() - last_start) as u64,
-        })
+        Some(TornTail { file: name.clone(), offset: last_start as u64, bytes_cut: (bytes.len() - last_start) as u64 })
     );
     assert_eq!(mem.file(&name).map(|f| f.len()), Some(last_start));
     assert_eq!(wal.append(b"x").expect("append"), 12);
@@ -281,20 +243,10 @@ fn a_torn_header_on_the_last_segment_removes_it() {
     mem.set_file(&torn, b"AISLEWAL\x01\x00".to_vec());
     let (wal, report, replayed) = open_mem(&mem, 0).expect("open");
     assert_eq!(replayed, written);
-    assert_eq!(
-        report.torn_tail,
-        Some(TornTail {
-            file: torn.clone(),
-            offset: 0,
-            bytes_cut: 10,
-        })
-    );
+    assert_eq!(report.torn_tail, Some(TornTail { file: torn.clone(), offset: 0, bytes_cut: 10 }));
     assert_eq!(wal.append(b"x").expect("append"), 5);
     wal.close().expect("close");
-    assert_eq!(
-        mem.file(&torn).map(|f| f.len()),
-        Some(SEGMENT_HEADER_LEN + frame_size(1))
-    );
+    assert_eq!(mem.file(&torn).map(|f| f.len()), Some(SEGMENT_HEADER_LEN + frame_size(1)));
 }
 
 #[test]
@@ -309,9 +261,7 @@ fn segments_must_be_consecutive() {
     mem.set_file(&segment_name(7), bytes);
     LogStorage::remove(&mem, &segment_name(5)).expect("remove");
     match open_mem(&mem, 0) {
-        Err(WalError::Corrupt {
-            file, offset: 0, ..
-        }) => assert_eq!(file, segment_name(7)),
+        Err(WalError::Corrupt { file, offset: 0, .. }) => assert_eq!(file, segment_name(7)),
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
@@ -320,10 +270,7 @@ fn segments_must_be_consecutive() {
 fn after_lsn_skips_and_a_missing_range_is_corruption() {
     let mem = MemStorage::new();
     let storage: Arc<dyn LogStorage> = Arc::new(mem.clone());
-    let cfg = WalConfig {
-        segment_bytes_max: SEGMENT_BYTES_MIN,
-        ..config(Durability::Fsync)
-    };
+    let cfg = WalConfig { segment_bytes_max: SEGMENT_BYTES_MIN, ..config(Durability::Fsync) };
     let (wal, _, _) = open_with(storage.clone(), cfg.clone(), 0).expect("open");
     let mut rng = Rng(9);
     let first: Vec<Vec<u8>> = (0..10).map(|_| rng.payload(100)).collect();
@@ -331,10 +278,7 @@ fn after_lsn_skips_and_a_missing_range_is_corruption() {
     wal.flush().expect("flush");
     assert_eq!(wal.rotate().expect("rotate"), 11);
     let second: Vec<Vec<u8>> = (0..10).map(|_| rng.payload(100)).collect();
-    let written: Replayed = written
-        .into_iter()
-        .chain(append_all(&wal, &second))
-        .collect();
+    let written: Replayed = written.into_iter().chain(append_all(&wal, &second)).collect();
     wal.flush().expect("flush");
     wal.close().expect("close");
 
@@ -348,11 +292,7 @@ fn after_lsn_skips_and_a_missing_range_is_corruption() {
     assert!(!mem.names().contains(&segment_name(1)));
 
     match open_with(storage.clone(), cfg.clone(), 5) {
-        Err(WalError::Corrupt {
-            file,
-            offset: 0,
-            reason,
-        }) => {
+        Err(WalError::Corrupt { file, offset: 0, reason }) => {
             assert_eq!(file, segment_name(11), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
@@ -362,8 +302,7 @@ fn after_lsn_skips_and_a_missing_range_is_corruption() {
     wal.close().expect("close");
 
     // A snapshot past the end of the log: nothing to replay, numbering continues after it.
-    let (wal, report, replayed) =
-        open_with(storage.clone(), cfg.clone(), 25).expect("open after 25");
+    let (wal, report, replayed) = open_with(storage.clone(), cfg.clone(), 25).expect("open after 25");
     assert!(replayed.is_empty());
     assert_eq!(report.last_lsn, 25);
     assert_eq!(wal.append(b"26").expect("append"), 26);
@@ -406,29 +345,17 @@ fn a_failed_sync_makes_the_log_read_only_and_is_never_retried() {
         other => panic!("expected ReadOnly, got {other:?}"),
     }
     assert_eq!(mem.sync_calls(&name), syncs_before + 1);
-    assert!(wal
-        .read_only_reason()
-        .is_some_and(|r| r.contains("injected sync failure")));
+    assert!(wal.read_only_reason().is_some_and(|r| r.contains("injected sync failure")));
     assert!(matches!(wal.admit(), Err(WalError::ReadOnly { .. })));
-    assert!(matches!(
-        wal.append(b"later"),
-        Err(WalError::ReadOnly { .. })
-    ));
-    assert!(matches!(
-        wal.wait_durable(lsn),
-        Err(WalError::ReadOnly { .. })
-    ));
+    assert!(matches!(wal.append(b"later"), Err(WalError::ReadOnly { .. })));
+    assert!(matches!(wal.wait_durable(lsn), Err(WalError::ReadOnly { .. })));
     assert!(matches!(wal.flush(), Err(WalError::ReadOnly { .. })));
     assert!(matches!(wal.rotate(), Err(WalError::ReadOnly { .. })));
     // Already durable before the failure: still fine.
     wal.wait_durable(1).expect("record 1 stays durable");
     mem.fail_syncs(false);
     assert!(matches!(wal.close(), Err(WalError::ReadOnly { .. })));
-    assert_eq!(
-        mem.sync_calls(&name),
-        syncs_before + 1,
-        "no second sync on the failed file"
-    );
+    assert_eq!(mem.sync_calls(&name), syncs_before + 1, "no second sync on the failed file");
 }
 
 #[test]
@@ -455,10 +382,7 @@ fn acknowledged_records_survive_a_crash() {
             })
         })
         .collect();
-    let mut acked: Replayed = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("thread"))
-        .collect();
+    let mut acked: Replayed = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
     mem.crash();
     drop(wal);
 
@@ -468,19 +392,14 @@ fn acknowledged_records_survive_a_crash() {
     assert!(replayed.len() >= acked.len());
     for (lsn, payload) in &acked {
         let found = replayed.get((*lsn - 1) as usize);
-        assert_eq!(
-            found,
-            Some(&(*lsn, payload.clone())),
-            "record {lsn} was acknowledged"
-        );
+        assert_eq!(found, Some(&(*lsn, payload.clone())), "record {lsn} was acknowledged");
     }
 }
 
 #[test]
 fn concurrent_waits_are_group_committed_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let storage: Arc<dyn LogStorage> =
-        Arc::new(DirStorage::open(dir.path().join("wal")).expect("dir"));
+    let storage: Arc<dyn LogStorage> = Arc::new(DirStorage::open(dir.path().join("wal")).expect("dir"));
     let (wal, _, _) = open_with(storage.clone(), config(Durability::Fsync), 0).expect("open");
     let wal = Arc::new(wal);
     let threads: Vec<_> = (0..8u8)
@@ -511,20 +430,14 @@ fn concurrent_waits_are_group_committed_on_disk() {
 
     let (_, report, replayed) = open_with(storage, config(Durability::Fsync), 0).expect("reopen");
     assert_eq!(report.records_replayed, 8000);
-    assert!(replayed
-        .iter()
-        .enumerate()
-        .all(|(i, (lsn, _))| *lsn == i as u64 + 1));
+    assert!(replayed.iter().enumerate().all(|(i, (lsn, _))| *lsn == i as u64 + 1));
 }
 
 #[test]
 fn rotation_and_remove_through() {
     let mem = MemStorage::new();
     let storage: Arc<dyn LogStorage> = Arc::new(mem.clone());
-    let cfg = WalConfig {
-        segment_bytes_max: SEGMENT_BYTES_MIN,
-        ..config(Durability::Fsync)
-    };
+    let cfg = WalConfig { segment_bytes_max: SEGMENT_BYTES_MIN, ..config(Durability::Fsync) };
     let (wal, _, _) = open_with(storage.clone(), cfg.clone(), 0).expect("open");
     let mut rng = Rng(11);
     for _ in 0..500 {
@@ -536,10 +449,7 @@ fn rotation_and_remove_through() {
     assert_eq!(wal.stats().segments_created as usize, segments.len() - 1);
     assert_eq!(mem.names(), segments);
 
-    let firsts: Vec<Lsn> = segments
-        .iter()
-        .filter_map(|n| format::parse_segment_name(n))
-        .collect();
+    let firsts: Vec<Lsn> = segments.iter().filter_map(|n| format::parse_segment_name(n)).collect();
     let expected_removed = firsts.windows(2).filter(|w| w[1] - 1 <= 250).count();
     assert!(expected_removed > 0);
     assert_eq!(wal.remove_through(250).expect("remove"), expected_removed);
@@ -569,10 +479,7 @@ fn rotation_and_remove_through() {
 fn rotated_segments_replay_in_order() {
     let mem = MemStorage::new();
     let storage: Arc<dyn LogStorage> = Arc::new(mem.clone());
-    let cfg = WalConfig {
-        segment_bytes_max: SEGMENT_BYTES_MIN,
-        ..config(Durability::Async)
-    };
+    let cfg = WalConfig { segment_bytes_max: SEGMENT_BYTES_MIN, ..config(Durability::Async) };
     let (wal, _, _) = open_with(storage.clone(), cfg.clone(), 0).expect("open");
     let mut rng = Rng(12);
     let payloads: Vec<Vec<u8>> = (0..400).map(|_| rng.payload(200)).collect();
@@ -593,10 +500,7 @@ fn rotated_segments_replay_in_order() {
 #[test]
 fn admit_reports_busy_while_too_much_is_pending() {
     let mem = MemStorage::new();
-    let cfg = WalConfig {
-        pending_bytes_max: 4096,
-        ..config(Durability::Fsync)
-    };
+    let cfg = WalConfig { pending_bytes_max: 4096, ..config(Durability::Fsync) };
     let (wal, _, _) = open_with(Arc::new(mem), cfg, 0).expect("open");
     wal.admit().expect("empty log admits");
     let lsn = {
@@ -604,9 +508,7 @@ fn admit_reports_busy_while_too_much_is_pending() {
         let _stall = wal.shared.segment.lock();
         wal.append(&[1; 3000]).expect("append");
         wal.admit().expect("under the bound");
-        let lsn = wal
-            .append(&[2; 3000])
-            .expect("append overshoots: the bound is soft");
+        let lsn = wal.append(&[2; 3000]).expect("append overshoots: the bound is soft");
         assert!(matches!(wal.admit(), Err(WalError::Busy)));
         lsn
     };
@@ -648,10 +550,7 @@ fn block_on<F: std::future::Future>(future: F, waker: &Arc<ThreadWaker>) -> F::O
 fn the_durable_future_resolves_when_the_writer_commits() {
     let mem = MemStorage::new();
     let (wal, _, _) = open_mem(&mem, 0).expect("open");
-    let waker = Arc::new(ThreadWaker {
-        thread: thread::current(),
-        wakes: AtomicUsize::new(0),
-    });
+    let waker = Arc::new(ThreadWaker { thread: thread::current(), wakes: AtomicUsize::new(0) });
     let mut future = {
         let _stall = wal.shared.segment.lock();
         let lsn = wal.append(b"async").expect("append");
@@ -660,37 +559,24 @@ fn the_durable_future_resolves_when_the_writer_commits() {
         let mut cx = Context::from_waker(&w);
         assert!(future.as_mut().poll(&mut cx).is_pending());
         assert!(future.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(
-            wal.shared.waiters.lock().wakers.len(),
-            1,
-            "a re-poll adds no waker"
-        );
+        assert_eq!(wal.shared.waiters.lock().wakers.len(), 1, "a re-poll adds no waker");
         future
     };
     block_on(future.as_mut(), &waker).expect("durable");
-    assert!(
-        waker.wakes.load(Ordering::SeqCst) >= 1,
-        "resolved by a wake, not by polling"
-    );
+    assert!(waker.wakes.load(Ordering::SeqCst) >= 1, "resolved by a wake, not by polling");
     // Already durable: ready on the first poll.
     block_on(wal.durable(1), &waker).expect("durable");
 
     // A failure settles futures too.
     mem.fail_syncs(true);
     let lsn = wal.append(b"doomed").expect("append");
-    assert!(matches!(
-        block_on(wal.durable(lsn), &waker),
-        Err(WalError::ReadOnly { .. })
-    ));
+    assert!(matches!(block_on(wal.durable(lsn), &waker), Err(WalError::ReadOnly { .. })));
 }
 
 #[test]
 fn async_mode_acknowledges_writes_and_flush_syncs() {
     let mem = MemStorage::new();
-    let cfg = WalConfig {
-        async_sync_interval: Duration::from_millis(5),
-        ..config(Durability::Async)
-    };
+    let cfg = WalConfig { async_sync_interval: Duration::from_millis(5), ..config(Durability::Async) };
     let (wal, _, _) = open_with(Arc::new(mem.clone()), cfg, 0).expect("open");
     let name = segment_name(1);
     let lsn = wal.append(b"a").expect("append");
@@ -698,10 +584,7 @@ fn async_mode_acknowledges_writes_and_flush_syncs() {
     // The timer syncs without being asked.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while wal.shared.synced_lsn.load(Ordering::Acquire) < lsn {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the async sync never came"
-        );
+        assert!(std::time::Instant::now() < deadline, "the async sync never came");
         thread::sleep(Duration::from_millis(1));
     }
     let lsn = wal.append(b"b").expect("append");
@@ -714,22 +597,15 @@ fn async_mode_acknowledges_writes_and_flush_syncs() {
 #[test]
 fn none_mode_touches_no_files() {
     let mem = MemStorage::new();
-    let (wal, report, replayed) =
-        open_with(Arc::new(mem.clone()), config(Durability::None), 7).expect("open");
+    let (wal, report, replayed) = open_with(Arc::new(mem.clone()), config(Durability::None), 7).expect("open");
     assert!(replayed.is_empty());
     assert_eq!(report.last_lsn, 7);
     let lsn = wal.append(b"x").expect("append");
     assert_eq!(lsn, 8);
     assert_eq!(wal.durable_lsn(), 8);
     wal.wait_durable(lsn).expect("durable");
-    block_on(
-        wal.durable(lsn),
-        &Arc::new(ThreadWaker {
-            thread: thread::current(),
-            wakes: AtomicUsize::new(0),
-        }),
-    )
-    .expect("durable");
+    block_on(wal.durable(lsn), &Arc::new(ThreadWaker { thread: thread::current(), wakes: AtomicUsize::new(0) }))
+        .expect("durable");
     wal.flush().expect("flush");
     assert_eq!(wal.rotate().expect("rotate"), 9);
     assert_eq!(wal.remove_through(8).expect("remove"), 0);
@@ -753,10 +629,7 @@ fn observer_sees_every_batch() {
         }
     }
     let count = Arc::new(Count::default());
-    let cfg = WalConfig {
-        observer: Some(count.clone()),
-        ..config(Durability::Fsync)
-    };
+    let cfg = WalConfig { observer: Some(count.clone()), ..config(Durability::Fsync) };
     let (wal, _, _) = open_with(Arc::new(MemStorage::new()), cfg, 0).expect("open");
     for i in 0..50u8 {
         let lsn = wal.append(&[i]).expect("append");
@@ -771,34 +644,15 @@ fn observer_sees_every_batch() {
 fn config_validation_and_durability_names() {
     WalConfig::default().validate().expect("defaults are valid");
     for bad in [
-        WalConfig {
-            segment_bytes_max: 100,
-            ..WalConfig::default()
-        },
-        WalConfig {
-            record_bytes_max: 0,
-            ..WalConfig::default()
-        },
-        WalConfig {
-            pending_bytes_max: 0,
-            ..WalConfig::default()
-        },
-        WalConfig {
-            durability: Durability::Async,
-            async_sync_interval: Duration::ZERO,
-            ..WalConfig::default()
-        },
+        WalConfig { segment_bytes_max: 100, ..WalConfig::default() },
+        WalConfig { record_bytes_max: 0, ..WalConfig::default() },
+        WalConfig { pending_bytes_max: 0, ..WalConfig::default() },
+        WalConfig { durability: Durability::Async, async_sync_interval: Duration::ZERO, ..WalConfig::default() },
     ] {
-        assert!(
-            matches!(bad.validate(), Err(WalError::InvalidConfig(_))),
-            "{bad:?}"
-        );
+        assert!(matches!(bad.validate(), Err(WalError::InvalidConfig(_))), "{bad:?}");
     }
     for mode in [Durability::Fsync, Durability::Async, Durability::None] {
-        assert_eq!(
-            mode.to_string().parse::<Durability>().expect("round trip"),
-            mode
-        );
+        assert_eq!(mode.to_string().parse::<Durability>().expect("round trip"), mode);
     }
     assert!("FSYNC".parse::<Durability>().is_err());
     assert_eq!(Durability::default(), Durability::Fsync);

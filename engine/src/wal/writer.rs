@@ -84,21 +84,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        storage: Arc<dyn LogStorage>,
-        config: WalConfig,
-        segment: Segment,
-        last_lsn: Lsn,
-    ) -> Self {
+    pub fn new(storage: Arc<dyn LogStorage>, config: WalConfig, segment: Segment, last_lsn: Lsn) -> Self {
         Shared {
             storage,
             config,
-            pending: Mutex::new(Pending {
-                buf: Vec::new(),
-                records: 0,
-                writer_idle: false,
-                closing: false,
-            }),
+            pending: Mutex::new(Pending { buf: Vec::new(), records: 0, writer_idle: false, closing: false }),
             writer_wake: Condvar::new(),
             segment: Mutex::new(segment),
             waiters: Mutex::new(Waiters::default()),
@@ -123,9 +113,7 @@ impl Shared {
     }
 
     pub fn read_only_error(&self) -> Option<WalError> {
-        self.read_only.get().map(|reason| WalError::ReadOnly {
-            reason: reason.clone(),
-        })
+        self.read_only.get().map(|reason| WalError::ReadOnly { reason: reason.clone() })
     }
 
     /// The outcome of waiting for `lsn`, or None while it is still in flight.
@@ -166,16 +154,8 @@ impl Shared {
     }
 
     /// Makes the log read-only after a failed write or sync on the current segment.
-    fn poison(
-        &self,
-        segment: &mut Segment,
-        op: &str,
-        file: &str,
-        error: &std::io::Error,
-    ) -> WalError {
-        let _ = self
-            .read_only
-            .set(format!("{op} of {file} failed: {error}"));
+    fn poison(&self, segment: &mut Segment, op: &str, file: &str, error: &std::io::Error) -> WalError {
+        let _ = self.read_only.set(format!("{op} of {file} failed: {error}"));
         segment.file = None;
         segment.spare.clear();
         {
@@ -185,10 +165,7 @@ impl Shared {
         }
         self.pending_bytes.store(0, Ordering::Release);
         self.wake_waiters();
-        self.read_only_error()
-            .unwrap_or_else(|| WalError::ReadOnly {
-                reason: error.to_string(),
-            })
+        self.read_only_error().unwrap_or_else(|| WalError::ReadOnly { reason: error.to_string() })
     }
 
     /// Writes everything pending as one batch, syncs if the mode (or `force_sync`) asks,
@@ -220,18 +197,14 @@ impl Shared {
             self.written_lsn.store(batch_last, Ordering::Release);
             self.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
         }
-        let sync = self.sync_segment(
-            segment,
-            force_sync || self.config.durability == Durability::Fsync,
-        )?;
+        let sync = self.sync_segment(segment, force_sync || self.config.durability == Durability::Fsync)?;
         if bytes > 0 {
             let c = &self.counters;
             c.batches.fetch_add(1, Ordering::Relaxed);
             c.records.fetch_add(records, Ordering::Relaxed);
             c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             c.largest_batch.fetch_max(records, Ordering::Relaxed);
-            c.largest_batch_bytes
-                .fetch_max(bytes as u64, Ordering::Relaxed);
+            c.largest_batch_bytes.fetch_max(bytes as u64, Ordering::Relaxed);
         }
         if bytes > 0 || sync.is_some() {
             self.wake_waiters();
@@ -248,11 +221,7 @@ impl Shared {
     }
 
     /// fdatasyncs the segment if asked and anything written is unsynced; returns how long it took.
-    fn sync_segment(
-        &self,
-        segment: &mut Segment,
-        wanted: bool,
-    ) -> Result<Option<Duration>, WalError> {
+    fn sync_segment(&self, segment: &mut Segment, wanted: bool) -> Result<Option<Duration>, WalError> {
         let written = self.written_lsn.load(Ordering::Acquire);
         if !wanted || self.synced_lsn.load(Ordering::Acquire) >= written {
             return Ok(None);
@@ -264,10 +233,7 @@ impl Shared {
         let result = file.sync_data();
         let took = started.elapsed();
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        self.counters.sync_nanos_total.fetch_add(
-            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.counters.sync_nanos_total.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         if let Err(error) = result {
             let name = segment.name.clone();
             return Err(self.poison(segment, "fdatasync", &name, &error));
@@ -293,22 +259,16 @@ impl Shared {
         }
         let first_lsn = self.written_lsn.load(Ordering::Acquire) + 1;
         let name = segment_name(first_lsn);
-        let file = self.storage.create(&name).map_err(|source| WalError::Io {
-            op: "create",
-            file: name.clone(),
-            source,
-        })?;
+        let file =
+            self.storage.create(&name).map_err(|source| WalError::Io { op: "create", file: name.clone(), source })?;
         let old_name = std::mem::replace(&mut segment.name, name.clone());
         let old_first = std::mem::replace(&mut segment.first_lsn, first_lsn);
         segment.closed.push((old_first, old_name));
         segment.file = Some(file);
         segment.len = 0;
         segment.records = 0;
-        start_segment(&*self.storage, segment)
-            .map_err(|(op, error)| self.poison(segment, op, &name, &error))?;
-        self.counters
-            .segments_created
-            .fetch_add(1, Ordering::Relaxed);
+        start_segment(&*self.storage, segment).map_err(|(op, error)| self.poison(segment, op, &name, &error))?;
+        self.counters.segments_created.fetch_add(1, Ordering::Relaxed);
         Ok(first_lsn)
     }
 
@@ -334,12 +294,8 @@ pub(crate) fn start_segment(
     storage: &dyn LogStorage,
     segment: &mut Segment,
 ) -> Result<(), (&'static str, std::io::Error)> {
-    let file = segment
-        .file
-        .as_mut()
-        .ok_or_else(|| ("write", std::io::Error::other("segment has no open file")))?;
-    file.write_all(&encode_segment_header(segment.first_lsn))
-        .map_err(|e| ("write", e))?;
+    let file = segment.file.as_mut().ok_or_else(|| ("write", std::io::Error::other("segment has no open file")))?;
+    file.write_all(&encode_segment_header(segment.first_lsn)).map_err(|e| ("write", e))?;
     file.sync_data().map_err(|e| ("fdatasync", e))?;
     storage.sync_dir().map_err(|e| ("directory sync for", e))?;
     segment.len = SEGMENT_HEADER_LEN as u64;
@@ -382,8 +338,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if closing {
             break;
         }
-        let unsynced =
-            shared.synced_lsn.load(Ordering::Acquire) < shared.written_lsn.load(Ordering::Acquire);
+        let unsynced = shared.synced_lsn.load(Ordering::Acquire) < shared.written_lsn.load(Ordering::Acquire);
         sync_due = match sync_due {
             _ if !lazy_sync || !unsynced || shared.read_only.get().is_some() => None,
             Some(due) => Some(due),

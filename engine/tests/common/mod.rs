@@ -33,7 +33,14 @@ pub fn seed(engine: &Engine, locations: &[&str], skus: &[&str], qty: u32) {
         engine.wait(engine.put_sku(ctx, sku(code)).expect("sku")).expect("durable");
         for loc in locations {
             if qty > 0 {
-                let receive = Receive { sku: (*code).into(), location: (*loc).into(), qty, unit_cost: None, lot: None, reason: None };
+                let receive = Receive {
+                    sku: (*code).into(),
+                    location: (*loc).into(),
+                    qty,
+                    unit_cost: None,
+                    lot: None,
+                    reason: None,
+                };
                 engine.wait(engine.receive(ctx, receive).expect("receive")).expect("durable");
             }
         }

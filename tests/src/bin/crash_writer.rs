@@ -28,12 +28,29 @@ fn main() {
     let (engine, _) = Engine::open(config, Storage::dir(&dir).expect("storage")).expect("recovers");
     let ctx = Context::actor("crash-writer");
     if engine.location("W").is_none() {
-        let def = LocationDef { code: "W".into(), name: "W".into(), kind: LocationKind::Warehouse, lat: 0.0, lon: 0.0, channels: vec!["web".into()], pickup: false, ships: true, priority: 0 };
+        let def = LocationDef {
+            code: "W".into(),
+            name: "W".into(),
+            kind: LocationKind::Warehouse,
+            lat: 0.0,
+            lon: 0.0,
+            channels: vec!["web".into()],
+            pickup: false,
+            ships: true,
+            priority: 0,
+        };
         engine.wait(engine.put_location(ctx, def).expect("location")).expect("durable");
         for sku in SKUS {
             let def = SkuDef { code: sku.into(), name: sku.into(), price: 1, attributes: vec![], active: true };
             engine.wait(engine.put_sku(ctx, def).expect("sku")).expect("durable");
-            let receive = Receive { sku: sku.into(), location: "W".into(), qty: ON_HAND, unit_cost: None, lot: None, reason: None };
+            let receive = Receive {
+                sku: sku.into(),
+                location: "W".into(),
+                qty: ON_HAND,
+                unit_cost: None,
+                lot: None,
+                reason: None,
+            };
             engine.wait(engine.receive(ctx, receive).expect("receive")).expect("durable");
         }
     }
@@ -50,7 +67,8 @@ fn main() {
                         lines.push(ReserveLine { sku: SKUS[(t + i + 1) % 4].into(), location: "W".into(), qty: 2 });
                     }
                     let qty: u32 = lines.iter().map(|l| l.qty).sum();
-                    let request = ReserveRequest { channel: "web".into(), customer: None, ttl_seconds: Some(86_400), lines };
+                    let request =
+                        ReserveRequest { channel: "web".into(), customer: None, ttl_seconds: Some(86_400), lines };
                     match engine.reserve(ctx, request).and_then(|ack| engine.wait(ack)) {
                         Ok(view) => {
                             let mut out = out.lock().expect("stdout");
