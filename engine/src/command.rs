@@ -183,6 +183,23 @@ pub fn encode(record: &LogRecord) -> Result<rkyv::util::AlignedVec<16>, rkyv::ra
     rkyv::to_bytes::<rkyv::rancor::Error>(record)
 }
 
+thread_local! {
+    static ENCODE_BUFFER: std::cell::RefCell<rkyv::util::AlignedVec<16>> = Default::default();
+}
+
+/// Encodes a record into a per-thread buffer and hands the bytes to `use_bytes`: the hot
+/// path appends every record to the log and needs no allocation of its own for it.
+pub fn with_encoded<T>(record: &LogRecord, use_bytes: impl FnOnce(&[u8]) -> T) -> Result<T, rkyv::rancor::Error> {
+    ENCODE_BUFFER.with(|cell| {
+        let mut buffer = cell.take();
+        buffer.clear();
+        let buffer = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(record, buffer)?;
+        let result = use_bytes(&buffer);
+        cell.replace(buffer);
+        Ok(result)
+    })
+}
+
 /// Decodes (and validates) a record read back from the log.
 pub fn decode(bytes: &[u8]) -> Result<LogRecord, rkyv::rancor::Error> {
     rkyv::from_bytes::<LogRecord, rkyv::rancor::Error>(bytes)

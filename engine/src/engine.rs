@@ -278,8 +278,9 @@ impl Engine {
         Ok(ack.value)
     }
 
-    /// Resolves when `lsn` is durable; for async callers (the HTTP front).
-    pub fn durable(&self, lsn: Lsn) -> impl std::future::Future<Output = Result<(), WalError>> + '_ {
+    /// Resolves when `lsn` is durable; for async callers (the HTTP front). Owned, so it can be
+    /// moved into a task; it needs no runtime (a plain `std::task::Waker` drives it).
+    pub fn durable(&self, lsn: Lsn) -> crate::wal::Durable {
         self.inner.wal.durable(lsn)
     }
 
@@ -859,6 +860,7 @@ fn restore(state: &State, image: &Image) {
         shard.skus.insert(code.clone(), SkuEntry { code, def: sku.def.clone(), cells: sku.cells.clone() });
     }
     let mut active = 0;
+    let mut finished = Vec::new();
     for r in &image.reservations {
         let lines: Box<[HeldLine]> = r
             .lines
@@ -880,14 +882,21 @@ fn restore(state: &State, image: &Image) {
             order_ref: r.order_ref.as_deref().map(Into::into),
             finished_at: r.finished_at,
         };
+        let home = state.home_shard(&reservation);
         if reservation.status == ReservationStatus::Active {
             active += 1;
-            let home = state.home_shard(&reservation);
             state.shards[home].lock().expiries.push(Reverse((reservation.expires_at, reservation.id)));
+        }
+        if let Some(finished_at) = reservation.finished_at {
+            finished.push((finished_at, reservation.id, home));
         }
         state.reservations.insert(r.id, reservation);
     }
     state.active_reservations.store(active, Ordering::Relaxed);
+    finished.sort_unstable();
+    for (finished_at, id, home) in finished {
+        state.shards[home].lock().finished.push_back((finished_at, id));
+    }
     for entry in &image.idempotency {
         state.idempotency.insert(
             entry.key.as_str().into(),

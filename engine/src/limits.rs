@@ -38,8 +38,12 @@ pub const TTL_SECONDS_DEFAULT: u32 = 600;
 pub const UNIT_COST_MAX: u64 = 1_000_000_000_000;
 /// How long idempotency keys and their results are kept (SPEC §3: 24 h).
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
-/// How long finished reservations stay readable before they are pruned from memory.
-pub const FINISHED_RESERVATION_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long finished (released, expired, fulfilled, cancelled) reservations stay readable
+/// before they are pruned from memory.
+pub const FINISHED_RESERVATION_RETENTION_MS: i64 = 60 * 60 * 1000;
+/// Finished reservations kept per shard; past it the oldest are pruned at once, so memory
+/// stays bounded however fast holds come and go.
+pub const FINISHED_RESERVATIONS_PER_SHARD_MAX: usize = 4096;
 /// Expiries released per shard in one sweep step, so a sweep never holds a shard for long.
 pub const EXPIRIES_PER_SWEEP_STEP_MAX: usize = 1024;
 /// Shards: a power of two so a hash maps to a shard with a mask.

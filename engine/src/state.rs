@@ -11,7 +11,7 @@
 //! command is applied all-or-nothing. There is no lock shared by all reservations.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use crate::limits::*;
 use crate::model::{LocationDef, SkuDef};
 use crate::time::{day_of, Timestamp};
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView};
-use crate::wal::{Lsn, Wal};
+use crate::wal::{Durability, Lsn, Wal};
 
 /// Dense index of a location in the location table; stable for the life of the data.
 pub type LocId = u32;
@@ -91,6 +91,8 @@ pub(crate) struct ShardState {
     /// Expiry times of reservations whose lowest shard is this one. Entries are hints: a
     /// reservation extended or finished since is skipped when its entry comes due.
     pub expiries: BinaryHeap<Reverse<(Timestamp, u64)>>,
+    /// Reservations whose lowest shard is this one that finished, oldest first, for pruning.
+    pub finished: VecDeque<(Timestamp, u64)>,
 }
 
 /// A held line: shared SKU code, so a reservation does not copy it.
@@ -271,11 +273,12 @@ impl State {
     /// with the command's locks held.
     fn finish(&self, record: &LogRecord, sink: &Sink<'_>, key: Option<&str>, outcome: &Outcome) -> Result<Option<Lsn>> {
         let lsn = match sink {
-            Sink::Log(wal) => {
-                let bytes = crate::command::encode(record)
-                    .map_err(|e| EngineError::Internal(format!("encoding a log record: {e}")))?;
-                Some(wal.append(&bytes)?)
-            }
+            // Nothing is written without durability: skip the encoding too.
+            Sink::Log(wal) if wal.durability() == Durability::None => Some(wal.append(&[])?),
+            Sink::Log(wal) => Some(
+                crate::command::with_encoded(record, |bytes| wal.append(bytes))
+                    .map_err(|e| EngineError::Internal(format!("encoding a log record: {e}")))??,
+            ),
             Sink::Replay => None,
         };
         if let (Some(key), Some(tag)) = (key, &record.idempotency) {
@@ -634,6 +637,15 @@ impl State {
         if from == ReservationStatus::Active {
             self.active_reservations.fetch_sub(1, Ordering::Relaxed);
         }
+        if !to.is_live() {
+            let home = self.shard_mut(guards, self.home_shard(&done))?;
+            home.finished.push_back((at, id));
+            if home.finished.len() > FINISHED_RESERVATIONS_PER_SHARD_MAX {
+                if let Some((_, oldest)) = home.finished.pop_front() {
+                    self.reservations.remove_if(&oldest, |_, r| !r.status.is_live());
+                }
+            }
+        }
         Ok(self.view(&done))
     }
 
@@ -692,8 +704,16 @@ impl State {
             IdempotencyState::Done { at, .. } => *at > now - IDEMPOTENCY_RETENTION_MS,
             IdempotencyState::Pending { .. } => true,
         });
-        self.reservations
-            .retain(|_, r| r.finished_at.is_none_or(|finished| finished > now - FINISHED_RESERVATION_RETENTION_MS));
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            while let Some(&(finished_at, id)) = shard.finished.front() {
+                if finished_at > now - FINISHED_RESERVATION_RETENTION_MS {
+                    break;
+                }
+                shard.finished.pop_front();
+                self.reservations.remove_if(&id, |_, r| !r.status.is_live());
+            }
+        }
     }
 }
 

@@ -379,6 +379,10 @@ impl Wal {
     }
 
     /// The highest LSN acknowledged as durable under the configured mode.
+    pub fn durability(&self) -> Durability {
+        self.shared.config.durability
+    }
+
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.acked_lsn()
     }
