@@ -847,11 +847,11 @@ fn restore(state: &State, image: &Image) {
     {
         let mut table = state.locations.write();
         *table = LocationTable::default();
-        for (id, def) in image.locations.iter().enumerate() {
-            table.by_code.insert(def.code.as_str().into(), id as LocId);
-            table.defs.push(def.clone());
+        for def in &image.locations {
+            table.insert(def.clone());
         }
     }
+    let location_codes = state.locations.read().codes.clone();
     let mut codes: HashMap<&str, Arc<str>> = HashMap::with_capacity(image.skus.len());
     for sku in &image.skus {
         let code: Arc<str> = sku.def.code.as_str().into();
@@ -868,6 +868,7 @@ fn restore(state: &State, image: &Image) {
             .map(|line| HeldLine {
                 sku: codes.get(line.sku.as_str()).cloned().unwrap_or_else(|| line.sku.as_str().into()),
                 location: line.location,
+                location_code: location_codes.get(line.location as usize).cloned().unwrap_or_else(|| Arc::from("?")),
                 qty: line.qty,
             })
             .collect();

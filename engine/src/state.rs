@@ -41,6 +41,8 @@ pub type LocId = u32;
 pub(crate) struct LocationTable {
     pub by_code: FxHashMap<Box<str>, LocId>,
     pub defs: Vec<LocationDef>,
+    /// Shared codes, so held lines can name their location without this table's lock.
+    pub codes: Vec<Arc<str>>,
 }
 
 impl LocationTable {
@@ -49,6 +51,14 @@ impl LocationTable {
     }
     pub fn code(&self, id: LocId) -> &str {
         &self.defs[id as usize].code
+    }
+
+    pub fn insert(&mut self, def: LocationDef) -> LocId {
+        let id = self.defs.len() as LocId;
+        self.by_code.insert(def.code.as_str().into(), id);
+        self.codes.push(def.code.as_str().into());
+        self.defs.push(def);
+        id
     }
 }
 
@@ -100,6 +110,7 @@ pub(crate) struct ShardState {
 pub(crate) struct HeldLine {
     pub sku: Arc<str>,
     pub location: LocId,
+    pub location_code: Arc<str>,
     pub qty: u32,
 }
 
@@ -250,9 +261,7 @@ impl State {
                     if table.defs.len() >= LOCATIONS_MAX {
                         return Err(EngineError::invalid("code", "too many locations"));
                     }
-                    let id = table.defs.len() as LocId;
-                    table.defs.push(def.clone());
-                    table.by_code.insert(def.code.as_str().into(), id);
+                    table.insert(def.clone());
                     true
                 }
             };
@@ -432,13 +441,9 @@ impl State {
             }
             Command::Reserve(reserve) => self.apply_reserve(record.at, reserve, guards),
             Command::Extend { id, expires_at } => {
-                let home = self.modify(*id, ReservationStatus::Active, |r| {
-                    r.expires_at = *expires_at;
-                    Ok(())
-                })?;
-                let shard = self.home_shard(&home);
-                self.shard_mut(guards, shard)?.expiries.push(Reverse((*expires_at, *id)));
-                Ok(Outcome::Reservation(self.view(&home)))
+                let (view, home) = self.modify(*id, ReservationStatus::Active, |r| r.expires_at = *expires_at)?;
+                self.shard_mut(guards, home)?.expiries.push(Reverse((*expires_at, *id)));
+                Ok(Outcome::Reservation(view))
             }
             Command::Commit { id, order_ref } => {
                 let done = self.transition(
@@ -525,7 +530,7 @@ impl State {
             return Err(EngineError::Internal(format!("reservation id {} reused", reserve.id)));
         }
         // Resolve locations once, under one short read lock.
-        let mut locations: SmallVec<[LocId; 4]> = SmallVec::with_capacity(reserve.lines.len());
+        let mut locations: SmallVec<[(LocId, Arc<str>); 4]> = SmallVec::with_capacity(reserve.lines.len());
         {
             let table = self.locations.read();
             for (i, line) in reserve.lines.iter().enumerate() {
@@ -538,12 +543,13 @@ impl State {
                         format!("{} does not sell to channel {}", line.location, reserve.channel),
                     ));
                 }
-                locations.push(id);
+                locations.push((id, table.codes[id as usize].clone()));
             }
         }
         // Check every line first so the answer lists each shortfall.
         let mut shortfalls = Vec::new();
-        for (line, &location) in reserve.lines.iter().zip(&locations) {
+        for (line, (location, _)) in reserve.lines.iter().zip(&locations) {
+            let location = *location;
             let entry = self.sku_mut(guards, &line.sku)?;
             if !entry.def.active {
                 return Err(EngineError::invalid("lines", format!("sku {} is not active", line.sku)));
@@ -562,13 +568,13 @@ impl State {
             return Err(EngineError::InsufficientStock(shortfalls));
         }
         let mut held = Vec::with_capacity(reserve.lines.len());
-        for (line, &location) in reserve.lines.iter().zip(&locations) {
+        for (line, (location, location_code)) in reserve.lines.iter().zip(locations) {
             let entry = self.sku_mut(guards, &line.sku)?;
             let code = entry.code.clone();
             let cell = entry.cell_mut(location).ok_or_else(|| EngineError::Internal("checked cell vanished".into()))?;
             cell.reserved += i64::from(line.qty);
             debug_assert!(cell.available_raw(today) >= 0, "a reservation made available negative");
-            held.push(HeldLine { sku: code, location, qty: line.qty });
+            held.push(HeldLine { sku: code, location, location_code, qty: line.qty });
         }
         let reservation = Reservation {
             id: reserve.id,
@@ -602,10 +608,11 @@ impl State {
         change: impl Fn(&mut Cell, i64),
         order_ref: Option<&str>,
     ) -> Result<ReservationView> {
-        let lines = {
-            let reservation = self
+        // One map entry, locked once: its lines change the cells, then its status moves.
+        let (view, home) = {
+            let mut reservation = self
                 .reservations
-                .get(&id)
+                .get_mut(&id)
                 .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
             if reservation.status != from {
                 return Err(Conflict::ReservationState {
@@ -615,30 +622,27 @@ impl State {
                 }
                 .into());
             }
-            reservation.lines.clone()
-        };
-        for line in lines.iter() {
-            let entry = self.sku_mut(guards, &line.sku)?;
-            let cell = entry
-                .cell_mut(line.location)
-                .ok_or_else(|| EngineError::Internal(format!("reservation {id} holds a missing cell")))?;
-            change(cell, i64::from(line.qty));
-        }
-        let done = self.modify(id, from, |r| {
-            r.status = to;
+            for line in reservation.lines.iter() {
+                let entry = self.sku_mut(guards, &line.sku)?;
+                let cell = entry
+                    .cell_mut(line.location)
+                    .ok_or_else(|| EngineError::Internal(format!("reservation {id} holds a missing cell")))?;
+                change(cell, i64::from(line.qty));
+            }
+            reservation.status = to;
             if let Some(order_ref) = order_ref {
-                r.order_ref = Some(order_ref.into());
+                reservation.order_ref = Some(order_ref.into());
             }
             if !to.is_live() {
-                r.finished_at = Some(at);
+                reservation.finished_at = Some(at);
             }
-            Ok(())
-        })?;
+            (self.view(&reservation), self.home_shard(&reservation))
+        };
         if from == ReservationStatus::Active {
             self.active_reservations.fetch_sub(1, Ordering::Relaxed);
         }
         if !to.is_live() {
-            let home = self.shard_mut(guards, self.home_shard(&done))?;
+            let home = self.shard_mut(guards, home)?;
             home.finished.push_back((at, id));
             if home.finished.len() > FINISHED_RESERVATIONS_PER_SHARD_MAX {
                 if let Some((_, oldest)) = home.finished.pop_front() {
@@ -646,15 +650,16 @@ impl State {
                 }
             }
         }
-        Ok(self.view(&done))
+        Ok(view)
     }
 
+    /// Changes an entry in the `expected` state; returns its view and home shard.
     fn modify(
         &self,
         id: u64,
         expected: ReservationStatus,
-        change: impl FnOnce(&mut Reservation) -> Result<()>,
-    ) -> Result<Reservation> {
+        change: impl FnOnce(&mut Reservation),
+    ) -> Result<(ReservationView, usize)> {
         let mut reservation = self
             .reservations
             .get_mut(&id)
@@ -667,8 +672,8 @@ impl State {
             }
             .into());
         }
-        change(&mut reservation)?;
-        Ok(reservation.clone())
+        change(&mut reservation);
+        Ok((self.view(&reservation), self.home_shard(&reservation)))
     }
 
     /// The shard whose expiry heap tracks a reservation: the lowest of its lines' shards.
@@ -677,7 +682,6 @@ impl State {
     }
 
     pub fn view(&self, reservation: &Reservation) -> ReservationView {
-        let table = self.locations.read();
         ReservationView {
             id: reservation.id,
             channel: reservation.channel.to_string(),
@@ -691,7 +695,7 @@ impl State {
                 .iter()
                 .map(|line| ReserveLine {
                     sku: line.sku.to_string(),
-                    location: table.code(line.location).to_owned(),
+                    location: line.location_code.to_string(),
                     qty: line.qty,
                 })
                 .collect(),
