@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::audit::{AuditLog, MovementPage, MovementQuery};
 use crate::command::{
     Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve, ReserveLine,
 };
+use crate::docstore::{DocumentStore, MemoryStore, SledStore};
 use crate::error::{EngineError, Entity, FieldError, Result};
 use crate::limits::*;
 use crate::model::{check_channel, check_code, check_text, finish, LocationDef, SkuDef};
@@ -93,6 +95,8 @@ impl EngineConfig {
 pub struct Storage {
     pub wal: Arc<dyn LogStorage>,
     pub snapshots: Arc<dyn LogStorage>,
+    /// Where the audit trail is indexed; none means no trail.
+    pub documents: Option<Arc<dyn DocumentStore>>,
 }
 
 impl Storage {
@@ -101,6 +105,7 @@ impl Storage {
         Ok(Storage {
             wal: Arc::new(DirStorage::open(data_dir.join("wal"))?),
             snapshots: Arc::new(DirStorage::open(data_dir.join("snapshots"))?),
+            documents: Some(Arc::new(SledStore::open(&data_dir.join("docs"))?)),
         })
     }
 
@@ -108,7 +113,10 @@ impl Storage {
     pub fn memory() -> (Self, MemStorage, MemStorage) {
         let wal = MemStorage::default();
         let snapshots = MemStorage::default();
-        (Storage { wal: Arc::new(wal.clone()), snapshots: Arc::new(snapshots.clone()) }, wal, snapshots)
+        let documents: Arc<dyn DocumentStore> = Arc::new(MemoryStore::default());
+        let storage =
+            Storage { wal: Arc::new(wal.clone()), snapshots: Arc::new(snapshots.clone()), documents: Some(documents) };
+        (storage, wal, snapshots)
     }
 }
 
@@ -167,6 +175,10 @@ pub struct EngineStats {
     pub last_snapshot_duration: Duration,
     pub wal: WalStats,
     pub read_only_reason: Option<String>,
+    /// Movements stored in the audit trail since start.
+    pub audit_movements_written: u64,
+    /// Why the audit trail could not be written, if it could not.
+    pub audit_failure: Option<String>,
 }
 
 /// What a finished snapshot covered.
@@ -215,15 +227,19 @@ impl Engine {
         config.validate().map_err(OpenError::Config)?;
         let started = Instant::now();
         let loaded = snapshot::load_newest(&storage.snapshots)?;
-        let state = State::new(config.shards);
+        let audit = match (&storage.documents, config.wal.durability) {
+            (Some(store), Durability::Fsync | Durability::Async) => Some(AuditLog::start(store.clone())),
+            _ => None,
+        };
+        let state = State::new(config.shards, audit);
         let snapshot_lsn = loaded.image.as_ref().map_or(0, |image| image.lsn);
         if let Some(image) = &loaded.image {
             restore(&state, image);
         }
         let mut replay =
-            |_lsn: Lsn, bytes: &[u8]| -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            |lsn: Lsn, bytes: &[u8]| -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 let record = crate::command::decode(bytes)?;
-                state.execute(&record, Sink::Replay)?;
+                state.execute(&record, Sink::Replay(lsn))?;
                 Ok(())
             };
         let (wal, wal_report) = Wal::open(storage.wal.clone(), config.wal.clone(), snapshot_lsn, &mut replay)?;
@@ -260,6 +276,9 @@ impl Engine {
     fn submit(&self, ctx: Context<'_>, at: Timestamp, command: Command) -> Result<Ack<Outcome>> {
         check_context(&ctx)?;
         self.inner.wal.admit()?;
+        if self.inner.state.audit.as_ref().is_some_and(|audit| !audit.has_room()) {
+            return Err(EngineError::Busy);
+        }
         let record = LogRecord {
             at,
             actor: ctx.actor.to_owned(),
@@ -473,6 +492,23 @@ impl Engine {
         Ok(expired)
     }
 
+    /// A page of the audit trail, oldest first. Movements appear a few milliseconds after
+    /// their command is acknowledged; [`Engine::flush_audit`] waits for them.
+    pub fn movements(&self, query: &MovementQuery<'_>) -> Result<MovementPage> {
+        let audit = self.inner.state.audit.as_ref().ok_or_else(|| {
+            EngineError::Storage("no audit trail is kept without durability or a document store".into())
+        })?;
+        audit.query(query).map_err(|e| EngineError::Storage(format!("reading the audit trail: {e}")))
+    }
+
+    /// Waits until every movement so far is stored.
+    pub fn flush_audit(&self) -> Result<()> {
+        match &self.inner.state.audit {
+            Some(audit) => audit.flush().map_err(|e| EngineError::Storage(format!("flushing the audit trail: {e}"))),
+            None => Ok(()),
+        }
+    }
+
     pub fn reservation(&self, id: u64) -> Option<ReservationView> {
         let reservation = self.inner.state.reservations.get(&id)?.clone();
         Some(self.inner.state.view(&reservation))
@@ -557,6 +593,8 @@ impl Engine {
             last_snapshot_duration: Duration::from_nanos(inner.last_snapshot_nanos.load(Ordering::Relaxed)),
             wal: inner.wal.stats(),
             read_only_reason: inner.wal.read_only_reason(),
+            audit_movements_written: inner.state.audit.as_ref().map_or(0, |audit| audit.written()),
+            audit_failure: inner.state.audit.as_ref().and_then(|audit| audit.failure()),
         }
     }
 
@@ -575,6 +613,10 @@ impl Engine {
         let lsn = image.lsn;
         // The image may reflect records not yet synced; never publish it ahead of the log.
         inner.wal.flush()?;
+        // The log is about to go: the trail derived from it must be stored first.
+        if let Some(audit) = &inner.state.audit {
+            audit.flush().map_err(|e| EngineError::Storage(format!("flushing the audit trail: {e}")))?;
+        }
         let bytes = snapshot::encode(&image).map_err(|e| EngineError::Storage(e.to_string()))?.len();
         let file =
             snapshot::write(&inner.storage.snapshots, &image).map_err(|e| EngineError::Storage(e.to_string()))?;

@@ -10,6 +10,7 @@
 //!   snapshots, the expiry sweeper.
 //! - [`wal`]: the write-ahead log: segment files, framing, group commit, recovery scan.
 //! - [`snapshot`]: the snapshot file format.
+//! - [`audit`]: the audit trail (movements), stored through [`docstore`] (sled by default).
 //! - [`view`]: what queries and commands answer.
 //!
 //! # Use
@@ -41,8 +42,10 @@
 //! assert_eq!(engine.cell("TEE-M", "HK-CWB").unwrap().available, 3);
 //! # let _ = hold;
 //! ```
+pub mod audit;
 pub mod cell;
 pub mod command;
+pub mod docstore;
 pub mod engine;
 pub mod error;
 pub mod limits;

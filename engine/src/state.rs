@@ -23,6 +23,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smallvec::SmallVec;
 
+use crate::audit::AuditLog;
 use crate::cell::Cell;
 use crate::command::{
     Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve, ReserveLine,
@@ -171,18 +172,21 @@ pub(crate) struct State {
     pub idempotency: DashMap<Box<str>, IdempotencyState, FxBuildHasher>,
     pub next_reservation_id: AtomicU64,
     pub active_reservations: AtomicI64,
+    /// Where applied records' movements go; `None` when nothing is logged.
+    pub audit: Option<AuditLog>,
 }
 
 /// Where a command's effects go: logged (live) or not (replay of the log itself).
 pub(crate) enum Sink<'w> {
     Log(&'w Wal),
-    Replay,
+    /// Replaying the record with this LSN.
+    Replay(Lsn),
 }
 
 type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, ShardState>); 4]>;
 
 impl State {
-    pub fn new(shards: usize) -> Self {
+    pub fn new(shards: usize, audit: Option<AuditLog>) -> Self {
         assert!(shards.is_power_of_two() && shards <= SHARDS_MAX);
         State {
             locations: RwLock::new(LocationTable::default()),
@@ -192,6 +196,7 @@ impl State {
             idempotency: DashMap::with_hasher(FxBuildHasher),
             next_reservation_id: AtomicU64::new(1),
             active_reservations: AtomicI64::new(0),
+            audit,
         }
     }
 
@@ -266,21 +271,37 @@ impl State {
                 }
             };
             let outcome = Outcome::Put { created };
-            let lsn = self.finish(record, sink, key, &outcome)?;
+            let lsn = self.finish(record, sink, key, &outcome, None)?;
             return Ok((outcome, lsn));
         }
 
         let shards = self.shards_of(&record.command)?;
         let mut guards = self.lock(shards);
+        // A count's movement is the difference to what was on hand before it.
+        let on_hand_before = match &record.command {
+            Command::Adjust(Adjust { sku, location, change: AdjustChange::Counted(_), .. }) => {
+                let location = self.locations.read().id(location);
+                let entry = self.sku_mut(&mut guards, sku).ok();
+                Some(entry.zip(location).and_then(|(entry, id)| entry.cell(id)).map_or(0, |cell| cell.on_hand))
+            }
+            _ => None,
+        };
         let outcome = self.apply(record, &mut guards)?;
-        let lsn = self.finish(record, sink, key, &outcome)?;
+        let lsn = self.finish(record, sink, key, &outcome, on_hand_before)?;
         drop(guards);
         Ok((outcome, lsn))
     }
 
     /// Appends the record (live) and remembers the outcome under its idempotency key. Called
     /// with the command's locks held.
-    fn finish(&self, record: &LogRecord, sink: &Sink<'_>, key: Option<&str>, outcome: &Outcome) -> Result<Option<Lsn>> {
+    fn finish(
+        &self,
+        record: &LogRecord,
+        sink: &Sink<'_>,
+        key: Option<&str>,
+        outcome: &Outcome,
+        on_hand_before: Option<i64>,
+    ) -> Result<Option<Lsn>> {
         let lsn = match sink {
             // Nothing is written without durability: skip the encoding too.
             Sink::Log(wal) if wal.durability() == Durability::None => Some(wal.append(&[])?),
@@ -288,8 +309,17 @@ impl State {
                 crate::command::with_encoded(record, |bytes| wal.append(bytes))
                     .map_err(|e| EngineError::Internal(format!("encoding a log record: {e}")))??,
             ),
-            Sink::Replay => None,
+            Sink::Replay(_) => None,
         };
+        if let (Some(audit), Some(lsn)) = (
+            &self.audit,
+            lsn.or(match sink {
+                Sink::Replay(lsn) => Some(*lsn),
+                Sink::Log(_) => None,
+            }),
+        ) {
+            audit.record(lsn, record, outcome, on_hand_before);
+        }
         if let (Some(key), Some(tag)) = (key, &record.idempotency) {
             self.idempotency.insert(
                 key.into(),

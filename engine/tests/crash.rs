@@ -109,6 +109,7 @@ fn reopen(name: &str, bytes: &[u8], snapshots: Option<&MemStorage>) -> Result<En
     let storage = Storage {
         wal: Arc::new(wal),
         snapshots: Arc::new(snapshots.cloned().unwrap_or_default()) as Arc<dyn LogStorage>,
+        documents: None,
     };
     Engine::open(config(), storage).map(|(engine, _)| engine)
 }
@@ -203,7 +204,7 @@ fn snapshot_plus_cut_log_recovers_a_prefix() {
             let content = wal.file(name).expect("segment");
             wal_copy.set_file(name, if *name == last { content[..cut].to_vec() } else { content });
         }
-        let storage = Storage { wal: Arc::new(wal_copy), snapshots: Arc::new(snapshots.clone()) };
+        let storage = Storage { wal: Arc::new(wal_copy), snapshots: Arc::new(snapshots.clone()), documents: None };
         let (engine, report) = Engine::open(config(), storage).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(report.snapshot_lsn, info.lsn);
         let recovered = engine.stats().last_lsn;

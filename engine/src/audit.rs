@@ -1,0 +1,307 @@
+//! The audit trail: every change to a stock cell, with time, command, actor and reason.
+//!
+//! Movements are derived from log records as they are applied (live and in replay), sent to
+//! one writer thread and stored in the [`DocumentStore`] under three indexes: by cell, by
+//! location and by LSN. Keys carry the record's LSN, so replaying a record writes the same
+//! keys again instead of duplicating them. Before a snapshot lets the WAL be deleted, the
+//! trail is flushed through the snapshot's LSN ([`AuditLog::flush`]), so a movement is never
+//! lost with the log it came from.
+//!
+//! Listing is eventually consistent by a few milliseconds: a movement is visible once the
+//! writer has stored it. Without durability (`Durability::None`) nothing is logged and there is
+//! no trail.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam::channel::{self, Receiver, Sender};
+use parking_lot::Mutex;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::command::{AdjustChange, Command, LogRecord};
+use crate::docstore::DocumentStore;
+use crate::time::Timestamp;
+use crate::view::Outcome;
+use crate::wal::Lsn;
+
+/// Movements waiting for the writer; past it writes are refused with `Busy`.
+pub const AUDIT_QUEUE_MAX: usize = 1_000_000;
+/// Records written to the store in one batch.
+const AUDIT_BATCH_RECORDS_MAX: usize = 4096;
+
+const BY_CELL: &str = "movements_by_cell";
+const BY_LOCATION: &str = "movements_by_location";
+const BY_LSN: &str = "movements_by_lsn";
+
+/// One change to one cell.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    pub lsn: Lsn,
+    pub at: Timestamp,
+    pub sku: String,
+    pub location: String,
+    /// The command's name (`receive`, `adjust`, `reserve`, `commit`, ...).
+    pub command: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub reservation: Option<u64>,
+    /// Changes of the cell's quantities.
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub committed: i64,
+    pub incoming: i64,
+    /// The cell's safety stock after a policy change.
+    pub safety_stock: Option<i64>,
+}
+
+/// Which movements to list.
+#[derive(Debug, Clone, Default)]
+pub struct MovementQuery<'a> {
+    pub sku: Option<&'a str>,
+    pub location: Option<&'a str>,
+    /// Opaque cursor from the previous page.
+    pub cursor: Option<&'a [u8]>,
+    pub limit: usize,
+}
+
+/// A page of movements, oldest first, and the cursor for the next one.
+#[derive(Debug, Clone, Default)]
+pub struct MovementPage {
+    pub movements: Vec<Movement>,
+    pub next: Option<Vec<u8>>,
+}
+
+enum Message {
+    Movements(Vec<Movement>),
+    Flush(Sender<std::io::Result<()>>),
+}
+
+pub(crate) struct AuditLog {
+    /// Taken on drop, which ends the writer.
+    sender: Option<Sender<Message>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    queued: Arc<AtomicUsize>,
+    written: Arc<AtomicU64>,
+    failure: Arc<Mutex<Option<String>>>,
+    store: Arc<dyn DocumentStore>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("queued", &self.queued).finish()
+    }
+}
+
+impl AuditLog {
+    pub fn start(store: Arc<dyn DocumentStore>) -> Self {
+        let (sender, receiver) = channel::unbounded();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let failure = Arc::new(Mutex::new(None));
+        // The writer ends when the log (the only sender) is dropped; drop joins it, so the
+        // store is closed when the engine is.
+        let (thread_store, thread_queued, thread_written, thread_failure) =
+            (store.clone(), queued.clone(), written.clone(), failure.clone());
+        let writer = std::thread::Builder::new()
+            .name("aisle-audit".into())
+            .spawn(move || write_loop(receiver, &*thread_store, &thread_queued, &thread_written, &thread_failure))
+            .expect("spawning the audit writer");
+        AuditLog { sender: Some(sender), writer: Some(writer), queued, written, failure, store }
+    }
+
+    /// Whether the queue has room; checked before a command is applied.
+    pub fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < AUDIT_QUEUE_MAX
+    }
+
+    /// Queues the movements of one applied record.
+    pub fn record(&self, lsn: Lsn, record: &LogRecord, outcome: &Outcome, on_hand_before: Option<i64>) {
+        let movements = movements_of(lsn, record, outcome, on_hand_before);
+        if movements.is_empty() {
+            return;
+        }
+        self.queued.fetch_add(movements.len(), Ordering::Relaxed);
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(Message::Movements(movements));
+        }
+    }
+
+    /// Waits until everything queued so far is stored and durable.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let (done, wait) = channel::bounded(1);
+        let stopped = || std::io::Error::other("the audit writer has stopped");
+        self.sender.as_ref().ok_or_else(stopped)?.send(Message::Flush(done)).map_err(|_| stopped())?;
+        wait.recv().map_err(|_| std::io::Error::other("the audit writer has stopped"))?
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().clone()
+    }
+
+    pub fn query(&self, query: &MovementQuery<'_>) -> std::io::Result<MovementPage> {
+        let (tree, prefix) = match (query.sku, query.location) {
+            (Some(sku), Some(location)) => (BY_CELL, [sku.as_bytes(), &[0], location.as_bytes(), &[0]].concat()),
+            (Some(sku), None) => (BY_CELL, [sku.as_bytes(), &[0]].concat()),
+            (None, Some(location)) => (BY_LOCATION, [location.as_bytes(), &[0]].concat()),
+            (None, None) => (BY_LSN, Vec::new()),
+        };
+        let limit = query.limit.max(1);
+        let entries = self.store.scan(tree, &prefix, query.cursor, limit)?;
+        let next = if entries.len() == limit { entries.last().map(|(key, _)| key.clone()) } else { None };
+        let movements = entries.iter().map(|(_, value)| decode(value)).collect::<Result<Vec<_>, _>>()?;
+        Ok(MovementPage { movements, next })
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer store what is queued, then stop.
+        drop(self.sender.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn write_loop(
+    receiver: Receiver<Message>,
+    store: &dyn DocumentStore,
+    queued: &AtomicUsize,
+    written: &AtomicU64,
+    failure: &Mutex<Option<String>>,
+) {
+    let mut entries = Vec::new();
+    while let Ok(first) = receiver.recv() {
+        let mut flushes = Vec::new();
+        let mut count = 0;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Movements(movements) => {
+                    count += movements.len();
+                    for (index, movement) in movements.iter().enumerate() {
+                        push_entries(&mut entries, movement, index as u16);
+                    }
+                }
+                Message::Flush(done) => flushes.push(done),
+            }
+            if count < AUDIT_BATCH_RECORDS_MAX {
+                next = receiver.try_recv().ok();
+            }
+        }
+        if !entries.is_empty() {
+            if let Err(e) = store.put_batch(&entries) {
+                *failure.lock() = Some(format!("writing the audit trail: {e}"));
+            }
+            entries.clear();
+        }
+        queued.fetch_sub(count, Ordering::Relaxed);
+        written.fetch_add(count as u64, Ordering::Relaxed);
+        if !flushes.is_empty() {
+            let result = store.flush();
+            for done in flushes {
+                let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            }
+        }
+    }
+}
+
+fn push_entries(entries: &mut Vec<(&'static str, Vec<u8>, Vec<u8>)>, movement: &Movement, index: u16) {
+    let Ok(value) = rkyv::to_bytes::<rkyv::rancor::Error>(movement) else { return };
+    let value = value.to_vec();
+    let order = [&movement.lsn.to_be_bytes()[..], &index.to_be_bytes()].concat();
+    let sku = movement.sku.as_bytes();
+    let location = movement.location.as_bytes();
+    entries.push((BY_CELL, [sku, &[0], location, &[0], &order].concat(), value.clone()));
+    entries.push((BY_LOCATION, [location, &[0], &order].concat(), value.clone()));
+    entries.push((BY_LSN, order, value));
+}
+
+fn decode(bytes: &[u8]) -> std::io::Result<Movement> {
+    // Values come back from the store unaligned; copy into an aligned buffer to validate.
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(bytes);
+    rkyv::from_bytes::<Movement, rkyv::rancor::Error>(&aligned).map_err(std::io::Error::other)
+}
+
+/// The movements one applied record caused, one per touched cell.
+pub(crate) fn movements_of(
+    lsn: Lsn,
+    record: &LogRecord,
+    outcome: &Outcome,
+    on_hand_before: Option<i64>,
+) -> Vec<Movement> {
+    let base = |sku: &str, location: &str| Movement {
+        lsn,
+        at: record.at,
+        sku: sku.to_owned(),
+        location: location.to_owned(),
+        command: record.command.kind().to_owned(),
+        actor: record.actor.clone(),
+        reason: None,
+        reservation: None,
+        on_hand: 0,
+        reserved: 0,
+        committed: 0,
+        incoming: 0,
+        safety_stock: None,
+    };
+    match (&record.command, outcome) {
+        (Command::Receive(receive), _) => vec![Movement {
+            on_hand: i64::from(receive.qty),
+            reason: receive.reason.clone(),
+            ..base(&receive.sku, &receive.location)
+        }],
+        (Command::Adjust(adjust), Outcome::Cell(cell)) => {
+            let delta = match adjust.change {
+                AdjustChange::Delta(delta) => delta,
+                AdjustChange::Counted(_) => cell.on_hand - on_hand_before.unwrap_or(0),
+            };
+            let reason = match &adjust.note {
+                Some(note) => format!("{}: {note}", adjust.reason.as_str()),
+                None => adjust.reason.as_str().to_owned(),
+            };
+            vec![Movement { on_hand: delta, reason: Some(reason), ..base(&adjust.sku, &adjust.location) }]
+        }
+        (Command::SetCellPolicy(policy), Outcome::Cell(cell)) => vec![Movement {
+            safety_stock: Some(cell.safety_stock),
+            reason: Some("policy".into()),
+            ..base(&policy.sku, &policy.location)
+        }],
+        (
+            Command::Reserve(_)
+            | Command::Commit { .. }
+            | Command::Fulfill { .. }
+            | Command::Release { .. }
+            | Command::Cancel { .. }
+            | Command::Expire { .. },
+            Outcome::Reservation(view),
+        ) => view
+            .lines
+            .iter()
+            .map(|line| {
+                let qty = i64::from(line.qty);
+                let (on_hand, reserved, committed) = match &record.command {
+                    Command::Reserve(_) => (0, qty, 0),
+                    Command::Commit { .. } => (0, -qty, qty),
+                    Command::Fulfill { .. } => (-qty, 0, -qty),
+                    Command::Cancel { .. } => (0, 0, -qty),
+                    _ => (0, -qty, 0),
+                };
+                Movement {
+                    reservation: Some(view.id),
+                    reason: view.order_ref.clone().filter(|_| matches!(record.command, Command::Commit { .. })),
+                    on_hand,
+                    reserved,
+                    committed,
+                    ..base(&line.sku, &line.location)
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
