@@ -229,3 +229,37 @@ fn record_history_after_snapshot(engine: &Engine) -> Vec<(u64, String)> {
     }
     digests
 }
+
+#[test]
+fn a_failed_fsync_makes_the_engine_read_only_and_says_why() {
+    let (storage, wal, snapshots) = Storage::memory();
+    let (engine, _) = Engine::open(config(), storage).expect("opens");
+    common::seed(&engine, &["W1"], &SKUS, 10);
+    let ctx = Context::actor("checkout");
+    let request = || ReserveRequest {
+        channel: "web".into(),
+        customer: None,
+        ttl_seconds: None,
+        lines: vec![ReserveLine { sku: "A".into(), location: "W1".into(), qty: 1 }],
+    };
+    let durable = engine.wait(engine.reserve(ctx, request()).expect("reserve")).expect("durable");
+    wal.fail_syncs(true);
+    let ack = engine.reserve(ctx, request()).expect("applied in memory, not yet acknowledged");
+    match engine.wait(ack) {
+        Err(aisle_engine::EngineError::ReadOnly { reason }) => assert!(!reason.is_empty()),
+        other => panic!("expected read-only, got {other:?}"),
+    }
+    let reason = engine.read_only_reason().expect("the engine says why");
+    assert!(reason.contains("wal-"), "the reason names the file: {reason}");
+    assert!(matches!(engine.reserve(ctx, request()), Err(aisle_engine::EngineError::ReadOnly { .. })));
+    assert_eq!(engine.cell("A", "W1").expect("reads still work").on_hand, 10);
+
+    // After a crash only the acknowledged reservation is there.
+    wal.crash();
+    wal.fail_syncs(false);
+    let storage = Storage { wal: Arc::new(wal), snapshots: Arc::new(snapshots), documents: None };
+    let (engine, _) = Engine::open(config(), storage).expect("recovers");
+    assert!(engine.reservation(durable.id).is_some());
+    assert_eq!(engine.cell("A", "W1").expect("cell").reserved, 1);
+    engine.check_invariants().expect("invariants");
+}
