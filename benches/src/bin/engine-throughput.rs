@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aisle_benches::{request, rss_bytes, seeded, ACTOR};
 use aisle_engine::time::SystemClock;
-use aisle_engine::wal::Durability;
+use aisle_engine::wal::{Durability, WalStats};
 use aisle_engine::{Context, Engine, EngineConfig, Storage};
 
 #[global_allocator]
@@ -26,7 +26,8 @@ fn main() {
         pairs();
     }
     if wants("fsync") {
-        fsync_submitters(64);
+        fsync_threads(64);
+        fsync_tasks(64);
     }
     if wants("replay") {
         replay();
@@ -72,8 +73,9 @@ fn pairs() {
     }
 }
 
-/// Reservations per second with durability `fsync` and `submitters` threads waiting for acks.
-fn fsync_submitters(submitters: usize) {
+/// Reservations per second with durability `fsync` and `submitters` OS threads, each blocking
+/// until its reservation is durable.
+fn fsync_threads(submitters: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = seeded(Durability::Fsync, Storage::dir(dir.path()).expect("storage"), 16, 1024, 1_000_000);
     let before = engine.stats().wal;
@@ -89,18 +91,64 @@ fn fsync_submitters(submitters: usize) {
         }
         n
     });
-    let elapsed = started.elapsed().as_secs_f64();
-    let after = engine.stats().wal;
+    report_fsync(&format!("threads={submitters}"), rate, started.elapsed(), &before, &engine.stats().wal);
+    engine.close().expect("close");
+}
+
+/// The same with `submitters` async tasks on a two-worker tokio runtime awaiting
+/// `Engine::durable`: how the HTTP front submits.
+fn fsync_tasks(submitters: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = seeded(Durability::Fsync, Storage::dir(dir.path()).expect("storage"), 16, 1024, 1_000_000);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let before = engine.stats().wal;
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = runtime.block_on(async {
+        let tasks: Vec<_> = (0..submitters)
+            .map(|t| {
+                let (engine, stop) = (engine.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let ctx = Context::actor(ACTOR);
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let sku = (n as usize * 13 + t * 31) % 1024;
+                        let ack = engine.reserve(ctx, request(&[(sku, t % 16, 1)])).expect("reserve");
+                        if let Some(lsn) = ack.lsn {
+                            engine.durable(lsn).await.expect("durable");
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        tokio::time::sleep(RUN).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut done = 0;
+        for task in tasks {
+            done += task.await.expect("task");
+        }
+        done
+    });
+    let elapsed = started.elapsed();
+    let rate = done as f64 / elapsed.as_secs_f64();
+    report_fsync(&format!("tasks={submitters}"), rate, elapsed, &before, &engine.stats().wal);
+    engine.close().expect("close");
+}
+
+fn report_fsync(label: &str, rate: f64, elapsed: Duration, before: &WalStats, after: &WalStats) {
     let batches = after.batches - before.batches;
     let records = after.records - before.records;
     let syncs = after.syncs - before.syncs;
     println!(
-        "fsync submitters={submitters}: {rate:.0} reservations/s, {:.0} fsyncs/s, {:.1} records per batch, mean fsync {:.2} ms",
-        syncs as f64 / elapsed,
+        "fsync {label}: {rate:.0} reservations/s, {:.0} fsyncs/s, {:.1} records per batch (largest {}), mean fsync {:.3} ms",
+        syncs as f64 / elapsed.as_secs_f64(),
         records as f64 / batches.max(1) as f64,
+        after.largest_batch,
         (after.sync_nanos_total - before.sync_nanos_total) as f64 / syncs.max(1) as f64 / 1e6,
     );
-    engine.close().expect("close");
 }
 
 /// Log records replayed per second at start-up (no snapshot).
