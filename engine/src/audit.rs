@@ -1,8 +1,8 @@
 //! The audit trail: every change to a stock cell, with time, command, actor and reason.
 //!
 //! Movements are derived from log records as they are applied (live and in replay), sent to
-//! one writer thread and stored in the [`DocumentStore`] under three indexes: by cell, by
-//! location and by LSN. Keys carry the record's LSN, so replaying a record writes the same
+//! one writer thread and stored in the [`DocumentStore`] under two indexes: by cell (SKU,
+//! location, LSN) and by LSN; a location-only listing filters the LSN index. Keys carry the record's LSN, so replaying a record writes the same
 //! keys again instead of duplicating them. Before a snapshot lets the WAL be deleted, the
 //! trail is flushed through the snapshot's LSN ([`AuditLog::flush`]), so a movement is never
 //! lost with the log it came from.
@@ -30,7 +30,8 @@ pub const AUDIT_QUEUE_MAX: usize = 1_000_000;
 const AUDIT_BATCH_RECORDS_MAX: usize = 4096;
 
 const BY_CELL: &str = "movements_by_cell";
-const BY_LOCATION: &str = "movements_by_location";
+/// Entries a location-only listing examines per page before it answers with what it found.
+const LOCATION_SCAN_MAX: usize = 100_000;
 const BY_LSN: &str = "movements_by_lsn";
 
 /// One change to one cell.
@@ -143,17 +144,42 @@ impl AuditLog {
     }
 
     pub fn query(&self, query: &MovementQuery<'_>) -> std::io::Result<MovementPage> {
+        let limit = query.limit.max(1);
         let (tree, prefix) = match (query.sku, query.location) {
             (Some(sku), Some(location)) => (BY_CELL, [sku.as_bytes(), &[0], location.as_bytes(), &[0]].concat()),
             (Some(sku), None) => (BY_CELL, [sku.as_bytes(), &[0]].concat()),
-            (None, Some(location)) => (BY_LOCATION, [location.as_bytes(), &[0]].concat()),
+            (None, Some(location)) => return self.query_location(location, query.cursor, limit),
             (None, None) => (BY_LSN, Vec::new()),
         };
-        let limit = query.limit.max(1);
         let entries = self.store.scan(tree, &prefix, query.cursor, limit)?;
         let next = if entries.len() == limit { entries.last().map(|(key, _)| key.clone()) } else { None };
         let movements = entries.iter().map(|(_, value)| decode(value)).collect::<Result<Vec<_>, _>>()?;
         Ok(MovementPage { movements, next })
+    }
+
+    /// Walks the LSN index for one location's movements, a bounded stretch per page.
+    fn query_location(&self, location: &str, cursor: Option<&[u8]>, limit: usize) -> std::io::Result<MovementPage> {
+        let mut movements = Vec::new();
+        let mut cursor = cursor.map(<[u8]>::to_vec);
+        let mut examined = 0;
+        while movements.len() < limit && examined < LOCATION_SCAN_MAX {
+            let entries = self.store.scan(BY_LSN, &[], cursor.as_deref(), 1024)?;
+            let Some((last, _)) = entries.last() else {
+                return Ok(MovementPage { movements, next: None });
+            };
+            cursor = Some(last.clone());
+            examined += entries.len();
+            for (key, value) in entries {
+                let movement = decode(&value)?;
+                if movement.location == location {
+                    movements.push(movement);
+                    if movements.len() == limit {
+                        return Ok(MovementPage { movements, next: Some(key) });
+                    }
+                }
+            }
+        }
+        Ok(MovementPage { movements, next: cursor })
     }
 }
 
@@ -217,7 +243,6 @@ fn push_entries(entries: &mut Vec<(&'static str, Vec<u8>, Vec<u8>)>, movement: &
     let sku = movement.sku.as_bytes();
     let location = movement.location.as_bytes();
     entries.push((BY_CELL, [sku, &[0], location, &[0], &order].concat(), value.clone()));
-    entries.push((BY_LOCATION, [location, &[0], &order].concat(), value.clone()));
     entries.push((BY_LSN, order, value));
 }
 

@@ -35,8 +35,10 @@ pub struct SledStore {
 }
 
 impl SledStore {
+    /// Opens (or creates) the store; its cache is kept small because the engine's own state is
+    /// what should own the memory.
     pub fn open(path: &std::path::Path) -> io::Result<Self> {
-        let db = sled::Config::new().path(path).open().map_err(io::Error::other)?;
+        let db = sled::Config::new().path(path).cache_capacity(64 << 20).open().map_err(io::Error::other)?;
         Ok(SledStore { db })
     }
 }

@@ -107,17 +107,13 @@ pub(crate) fn decode_segment_header(bytes: &[u8]) -> Result<Lsn, String> {
     Ok(u64_at(bytes, FIRST_LSN_AT))
 }
 
-/// The crc of a payload alone; computed by appenders before they take the pending lock, since
-/// the frame's crc also covers the LSN, which is only known under the lock.
-pub(crate) fn payload_crc(payload: &[u8]) -> u32 {
-    crc32c::crc32c(payload)
-}
-
-fn frame_crc(lsn: Lsn, len: u32, payload_crc: u32, payload_len: usize) -> u32 {
+/// The frame checksum: crc32c over (lsn LE ‖ len LE ‖ payload). Computed in one pass with
+/// the hardware instruction; appenders do it under the pending lock, where the LSN is known.
+fn frame_crc(lsn: Lsn, len: u32, payload: &[u8]) -> u32 {
     let mut prefix = [0u8; size_of::<Lsn>() + size_of::<u32>()];
     prefix[..size_of::<Lsn>()].copy_from_slice(&lsn.to_le_bytes());
     prefix[size_of::<Lsn>()..].copy_from_slice(&len.to_le_bytes());
-    crc32c::crc32c_combine(crc32c::crc32c(&prefix), payload_crc, payload_len)
+    crc32c::crc32c_append(crc32c::crc32c(&prefix), payload)
 }
 
 /// Bytes a frame with a payload of `payload_len` occupies, padding included.
@@ -127,10 +123,10 @@ pub(crate) fn frame_size(payload_len: usize) -> usize {
 
 /// Appends a whole frame (header, payload, padding) to `buf`, which must end at a frame
 /// boundary. `payload.len()` must fit in a u32 (the caller checks `record_bytes_max`).
-pub(crate) fn push_frame(buf: &mut Vec<u8>, lsn: Lsn, payload: &[u8], payload_crc: u32) {
+pub(crate) fn push_frame(buf: &mut Vec<u8>, lsn: Lsn, payload: &[u8]) {
     debug_assert_eq!(buf.len() % FRAME_ALIGN, 0);
     let len = u32::try_from(payload.len()).expect("record length was checked against record_bytes_max");
-    let crc = frame_crc(lsn, len, payload_crc, payload.len());
+    let crc = frame_crc(lsn, len, payload);
     buf.reserve(frame_size(payload.len()));
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(&crc.to_le_bytes());
@@ -174,7 +170,7 @@ pub(crate) fn parse_frame(bytes: &[u8], at: usize, record_bytes_max: u32) -> Res
     let payload_at = at + FRAME_HEADER_LEN;
     let payload = &bytes[payload_at..payload_at + payload_len];
     let crc = u32_at(bytes, at + FRAME_CRC_AT);
-    if crc != frame_crc(lsn, len, payload_crc(payload), payload_len) {
+    if crc != frame_crc(lsn, len, payload) {
         return Err("record checksum mismatch".into());
     }
     Ok(Frame { lsn, payload_at, payload_len, next: at + size })
@@ -200,7 +196,7 @@ mod tests {
     fn frame_crc_covers_lsn_len_and_payload() {
         for payload in [&b""[..], b"x", b"0123456789abcdef", &[7u8; 100]] {
             let mut buf = Vec::new();
-            push_frame(&mut buf, 9, payload, payload_crc(payload));
+            push_frame(&mut buf, 9, payload);
             assert_eq!(buf.len(), frame_size(payload.len()));
             assert_eq!(buf.len() % FRAME_ALIGN, 0);
             let mut direct = Vec::new();

@@ -48,7 +48,7 @@ use std::time::Duration;
 
 pub use storage::{DirStorage, LogFile, LogStorage, MemStorage};
 
-use format::{frame_size, payload_crc, push_frame, segment_name, SEGMENT_HEADER_LEN};
+use format::{frame_size, push_frame, segment_name, SEGMENT_HEADER_LEN};
 use writer::{Segment, Shared};
 
 /// Log sequence number: the first record ever is 1, and each record is one more than the last.
@@ -331,7 +331,6 @@ impl Wal {
         if shared.config.durability == Durability::None {
             return Ok(shared.last_lsn.fetch_add(1, Ordering::AcqRel) + 1);
         }
-        let crc = payload_crc(payload);
         let (lsn, wake) = {
             let mut pending = shared.pending.lock();
             // Checked under the lock: poisoning clears the buffer under it, so a record is
@@ -343,7 +342,7 @@ impl Wal {
                 return Err(WalError::Closed);
             }
             let lsn = shared.last_lsn.load(Ordering::Relaxed) + 1;
-            push_frame(&mut pending.buf, lsn, payload, crc);
+            push_frame(&mut pending.buf, lsn, payload);
             pending.records += 1;
             shared.last_lsn.store(lsn, Ordering::Release);
             // Under the lock, so the writer's subtraction after the write never comes first.
