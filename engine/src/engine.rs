@@ -832,8 +832,11 @@ fn into_reservation(ack: Ack<Outcome>) -> Result<Ack<ReservationView>> {
 
 /// Copies the whole state into an image, holding every lock for the copy only.
 fn capture(state: &State, wal: &Wal, now: Timestamp) -> Image {
-    let table = state.locations.read();
+    // Lock order everywhere is shards, then the location table (commands read the table while
+    // holding their shards); taking them the other way round here could deadlock behind a
+    // waiting location writer.
     let guards = state.lock_all();
+    let table = state.locations.read();
     // Every record appended so far was appended under one of the locks now held.
     let lsn = wal.last_lsn();
     let skus = guards

@@ -9,6 +9,9 @@
 //! ascending shard order, checks, applies and appends its log record while holding them, so log
 //! order equals apply order for any two commands that touch the same cell, and a multi-SKU
 //! command is applied all-or-nothing. There is no lock shared by all reservations.
+//!
+//! Lock order: shard mutexes (ascending), then the location table, then map entries
+//! (reservations, idempotency). Nothing takes them in another order.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};

@@ -72,3 +72,49 @@ fn thirty_two_threads_get_exactly_the_units_on_hand() {
     assert_eq!(engine.cell("HOT", "WH").expect("cell").reserved, i64::from(ON_HAND));
     engine.check_invariants().expect("invariants after recovery");
 }
+
+#[test]
+fn reservations_catalog_writes_and_snapshots_interleave_without_deadlock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = EngineConfig::manual(Durability::Async, Arc::new(SystemClock));
+    let (engine, _) = Engine::open(config, Storage::dir(dir.path()).expect("storage")).expect("opens");
+    common::seed(&engine, &["WH", "ST"], &["A", "B", "C", "D"], 100_000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(800);
+    std::thread::scope(|scope| {
+        for t in 0..4usize {
+            let engine = &engine;
+            scope.spawn(move || {
+                let ctx = Context::actor("checkout");
+                let skus = ["A", "B", "C", "D"];
+                let mut i = 0usize;
+                while std::time::Instant::now() < deadline {
+                    let lines = vec![
+                        ReserveLine { sku: skus[(t + i) % 4].into(), location: "WH".into(), qty: 1 },
+                        ReserveLine { sku: skus[(t + i + 1) % 4].into(), location: "ST".into(), qty: 1 },
+                    ];
+                    let request = ReserveRequest { channel: "web".into(), customer: None, ttl_seconds: None, lines };
+                    let view = engine.wait(engine.reserve(ctx, request).expect("reserve")).expect("durable");
+                    if i % 2 == 0 {
+                        engine.wait(engine.release(ctx, view.id).expect("release")).expect("durable");
+                    }
+                    i += 1;
+                }
+            });
+        }
+        let engine = &engine;
+        scope.spawn(move || {
+            let mut n = 0;
+            while std::time::Instant::now() < deadline {
+                let location = common::location(&format!("NEW-{}", n % 7));
+                engine.wait(engine.put_location(Context::actor("admin"), location).expect("put")).expect("durable");
+                n += 1;
+            }
+        });
+        scope.spawn(move || {
+            while std::time::Instant::now() < deadline {
+                engine.snapshot().expect("snapshot");
+            }
+        });
+    });
+    engine.check_invariants().expect("invariants");
+}
