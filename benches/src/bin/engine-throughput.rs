@@ -29,6 +29,9 @@ fn main() {
         fsync_threads(64);
         fsync_tasks(64);
     }
+    if wants("latency") {
+        fsync_latency();
+    }
     if wants("replay") {
         replay();
     }
@@ -149,6 +152,31 @@ fn report_fsync(label: &str, rate: f64, elapsed: Duration, before: &WalStats, af
         after.largest_batch,
         (after.sync_nanos_total - before.sync_nanos_total) as f64 / syncs.max(1) as f64 / 1e6,
     );
+}
+
+/// One submitter, durability `fsync`: the latency of reserve + durable ack, percentiles.
+fn fsync_latency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = seeded(Durability::Fsync, Storage::dir(dir.path()).expect("storage"), 16, 1024, 1_000_000);
+    let ctx = Context::actor(ACTOR);
+    let mut samples: Vec<Duration> = (0..2000usize)
+        .map(|n| {
+            let started = Instant::now();
+            let ack = engine.reserve(ctx, request(&[(n % 1024, n % 16, 1)])).expect("reserve");
+            engine.wait(ack).expect("durable");
+            started.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    println!(
+        "fsync latency, one submitter: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+    engine.close().expect("close");
 }
 
 /// Log records replayed per second at start-up (no snapshot), with and without rebuilding the
