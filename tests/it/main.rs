@@ -1,3 +1,6 @@
 //! aisle's black-box integration tests: one binary, a module per area.
 
+mod http_api;
+mod http_crash;
 mod kill9;
+mod support;

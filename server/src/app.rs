@@ -1,0 +1,262 @@
+//! [`App`]: the state every request shares, and [`App::handle`], the path of one request:
+//! route, authenticate, check the role, read the bounded body, dispatch, answer, measure.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aisle_engine::limits::IDEMPOTENCY_KEY_LEN_MAX;
+use aisle_engine::Engine;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::header::{
+    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
+use hyper::{Request, Response, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Area, Principal, TokenStore};
+use crate::handlers::{dispatch, Call, Reply};
+use crate::metrics::Metrics;
+use crate::problem::ApiError;
+use crate::router;
+
+/// Bytes of an oversized body read and thrown away before answering 413, so the client
+/// sees the answer instead of a reset; past this the connection is simply closed.
+const OVERSIZE_DRAIN_BYTES_MAX: usize = 16 << 20;
+
+pub struct App {
+    pub engine: Engine,
+    pub tokens: Arc<TokenStore>,
+    pub metrics: Metrics,
+    pub body_bytes_max: usize,
+    /// Set when shutdown starts: `/readyz` turns 503 so load balancers stop sending.
+    pub stopping: AtomicBool,
+    next_request_id: AtomicU64,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("engine", &self.engine).finish_non_exhaustive()
+    }
+}
+
+/// Methods as bounded metric labels.
+fn method_label(method: &hyper::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "PUT" => "PUT",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let bad = || {
+        ApiError::malformed("Idempotency-Key", format!("must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable characters"))
+    };
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Why reading a body stopped.
+enum BodyError {
+    TooLarge,
+    /// The client went away or sent garbage framing; nobody is left to answer.
+    Broken(String),
+}
+
+/// Reads at most `max` bytes; past that, drains (bounded) and reports `TooLarge`.
+async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
+    let declared = body.size_hint().exact();
+    if declared.is_some_and(|n| n > OVERSIZE_DRAIN_BYTES_MAX as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buffer = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen <= max {
+                buffer.extend_from_slice(&data);
+            } else if seen > OVERSIZE_DRAIN_BYTES_MAX {
+                return Err(BodyError::TooLarge);
+            }
+        }
+    }
+    if seen > max {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(buffer.freeze())
+}
+
+fn fingerprint(method: &str, path: &str, principal: Option<&Principal>, body: &[u8]) -> u64 {
+    let mut hash = Sha256::new();
+    for part in [method.as_bytes(), path.as_bytes(), principal.map_or(&b""[..], |p| p.id.as_bytes())] {
+        hash.update(part);
+        hash.update([0]);
+    }
+    hash.update(body);
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+impl App {
+    pub fn new(engine: Engine, tokens: Arc<TokenStore>, metrics: Metrics, body_bytes_max: usize) -> Self {
+        App {
+            engine,
+            tokens,
+            metrics,
+            body_bytes_max,
+            stopping: AtomicBool::new(false),
+            next_request_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Answers one request; every failure becomes a problem+json response.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let started = Instant::now();
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let (route, result) = match router::find(method.as_str(), &path) {
+            Ok(matched) => {
+                let template = matched.route.template;
+                (template, self.serve(matched, request).await)
+            }
+            Err(e) => ("unmatched", Err(e)),
+        };
+        let response = match result {
+            Ok(reply) => Response::builder()
+                .status(reply.status)
+                .header(CONTENT_TYPE, reply.content_type)
+                .body(Full::new(reply.body)),
+            Err(error) => problem_response(&error, id, route),
+        };
+        let mut response = response.unwrap_or_else(|e| {
+            tracing::error!(request_id = id, error = %e, "building a response failed");
+            let mut fallback = Response::new(Full::new(Bytes::new()));
+            *fallback.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            fallback
+        });
+        // Lets a client quote the id that the server's logs carry for this request.
+        response.headers_mut().insert("x-request-id", HeaderValue::from(id));
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        self.metrics.observe_request(route, method_label(&method), status, elapsed);
+        tracing::debug!(request_id = id, method = %method, route, status, micros = elapsed.as_micros() as u64, "request");
+        Ok(response)
+    }
+
+    async fn serve(
+        self: &Arc<Self>,
+        matched: router::Matched<'_>,
+        request: Request<Incoming>,
+    ) -> Result<Reply, ApiError> {
+        let route = matched.route;
+        let principal = if route.area == Area::Public {
+            None
+        } else {
+            let secret = bearer(request.headers()).ok_or(ApiError::Unauthorized)?;
+            let principal = self.tokens.authenticate(secret).ok_or(ApiError::Unauthorized)?;
+            if !route.area.allows(principal.role) {
+                return Err(ApiError::Forbidden(format!(
+                    "a {} token may not {} {}",
+                    principal.role.as_str(),
+                    route.method,
+                    route.template
+                )));
+            }
+            Some(principal)
+        };
+        let idempotency_key = idempotency_key(request.headers())?;
+        let query = request.uri().query().map(str::to_owned);
+        let method = request.method().clone();
+        let body = match read_body(request.into_body(), self.body_bytes_max).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return Err(ApiError::PayloadTooLarge(self.body_bytes_max)),
+            Err(BodyError::Broken(e)) => return Err(ApiError::malformed("body", e)),
+        };
+        let call = Call {
+            fingerprint: fingerprint(method.as_str(), route.template, principal.as_ref(), &body),
+            params: matched.params,
+            query: query.as_deref(),
+            body,
+            principal,
+            idempotency_key,
+        };
+        dispatch(self, route, call).await
+    }
+}
+
+fn problem_response(
+    error: &ApiError,
+    request_id: u64,
+    route: &str,
+) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
+    let parts = error.parts();
+    if parts.log {
+        tracing::error!(request_id, route, error = %error, "request failed");
+    }
+    let body = serde_json::to_vec(&parts.problem).unwrap_or_default();
+    let mut builder = Response::builder()
+        .status(parts.status)
+        .header(CONTENT_TYPE, "application/problem+json")
+        .header(CONTENT_LENGTH, body.len());
+    if let Some(seconds) = parts.retry_after {
+        builder = builder.header(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let Some(allow) = parts.allow {
+        builder = builder.header(ALLOW, allow);
+    }
+    if parts.status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of an oversized body may still be on its way: do not reuse the connection.
+        builder = builder.header(CONNECTION, "close");
+    }
+    builder.body(Full::new(Bytes::from(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys() {
+        let mut headers = HeaderMap::new();
+        assert!(matches!(idempotency_key(&headers), Ok(None)));
+        for (key, ok) in [("abc-123", true), ("with space", true), ("", false), (&"k".repeat(129), false)] {
+            headers.insert("idempotency-key", HeaderValue::from_str(key).expect("header value"));
+            assert_eq!(idempotency_key(&headers).is_ok(), ok, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&headers), None);
+    }
+}

@@ -1,0 +1,109 @@
+//! The command line of the `aisle` binary: flags, environment and the optional TOML file
+//! become one [`ServerConfig`]; then the server runs on a tokio runtime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aisle_engine::wal::Durability;
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigError, FileConfig, ServerConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "aisle", version, about = "One inventory truth: the aisle server.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "AISLE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the write-ahead log, snapshots and tokens.
+    #[arg(long, env = "AISLE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// When a write counts as durable: fsync (default), async or none (tests only).
+    #[arg(long, env = "AISLE_DURABILITY")]
+    pub durability: Option<String>,
+    /// A TOML file with the same settings; flags and environment override it.
+    #[arg(long, env = "AISLE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Connections served at once.
+    #[arg(long, env = "AISLE_CONNECTIONS_MAX")]
+    pub connections_max: Option<usize>,
+    /// An admin token secret to accept instead of creating `<data-dir>/admin.token`.
+    #[arg(long = "admin-token-from-env-only", env = "AISLE_ADMIN_TOKEN", hide = true, hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl ServeArgs {
+    /// Merges file, environment and flags (in rising precedence) into a validated config.
+    pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+        let mut config = ServerConfig::new(listen, data_dir);
+        if let Some(text) = self.durability.or(file.durability) {
+            config.durability = text.parse::<Durability>().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if let Some(n) = self.connections_max.or(file.connections_max) {
+            config.connections_max = n;
+        }
+        if let Some(n) = file.body_bytes_max {
+            config.body_bytes_max = n;
+        }
+        if let Some(seconds) = file.shutdown_grace_seconds {
+            config.shutdown_grace = Duration::from_secs(seconds);
+        }
+        config.admin_token = self.admin_token.filter(|t| !t.is_empty());
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AISLE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve(args) = cli.command;
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::server::run(config, crate::server::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! [`ServerConfig`]: everything the server is started with, and its validation.
+//!
+//! The binary fills it from flags, environment and an optional TOML file (see `cli`); the
+//! library receives it explicitly and never reads the environment itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aisle_engine::wal::Durability;
+use serde::Deserialize;
+
+/// Largest request body accepted by default (SPEC §4: over 1 MiB gets 413).
+pub const BODY_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// Open connections served at once by default; more wait in the kernel's accept queue.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 4096;
+/// How long shutdown waits for in-flight requests by default.
+pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
+/// Upper bounds of what a configuration may ask for.
+pub const CONNECTIONS_MAX_LIMIT: usize = 1_000_000;
+pub const BODY_BYTES_MAX_LIMIT: usize = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub connections_max: usize,
+    pub body_bytes_max: usize,
+    pub shutdown_grace: Duration,
+    /// The `AISLE_ADMIN_TOKEN` secret, when set: an admin token that replaces the bootstrap file.
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        ServerConfig {
+            listen,
+            data_dir,
+            durability: Durability::Fsync,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            body_bytes_max: BODY_BYTES_MAX_DEFAULT,
+            shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            admin_token: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !(1..=CONNECTIONS_MAX_LIMIT).contains(&self.connections_max) {
+            return invalid(format!("connections_max must be 1 to {CONNECTIONS_MAX_LIMIT}"));
+        }
+        if !(1024..=BODY_BYTES_MAX_LIMIT).contains(&self.body_bytes_max) {
+            return invalid(format!("body_bytes_max must be 1024 to {BODY_BYTES_MAX_LIMIT}"));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir must not be empty".into());
+        }
+        if let Some(token) = &self.admin_token {
+            // Short secrets can be guessed; 16 characters is the least we accept.
+            if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return invalid("AISLE_ADMIN_TOKEN must be at least 16 characters without spaces".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The optional TOML file; flags and environment override what it says.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub durability: Option<String>,
+    pub connections_max: Option<usize>,
+    pub body_bytes_max: Option<usize>,
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.to_owned(), message: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File { path: path.to_owned(), message: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        let good = ServerConfig::new(([127, 0, 0, 1], 0).into(), "data".into());
+        assert!(good.validate().is_ok());
+        let cases: [fn(&mut ServerConfig); 4] = [
+            |c| c.connections_max = 0,
+            |c| c.body_bytes_max = 10,
+            |c| c.data_dir = PathBuf::new(),
+            |c| c.admin_token = Some("short".into()),
+        ];
+        for change in cases {
+            let mut config = good.clone();
+            change(&mut config);
+            assert!(config.validate().is_err(), "{config:?}");
+        }
+    }
+
+    #[test]
+    fn file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("aisle.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ndurability = \"async\"\n").expect("write");
+        let file = FileConfig::load(&path).expect("load");
+        assert_eq!(file.listen, Some(([127, 0, 0, 1], 9000).into()));
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").expect("write");
+        assert!(FileConfig::load(&path).is_err(), "unknown keys are rejected");
+    }
+}

@@ -1,0 +1,608 @@
+//! The JSON shapes of the API and their conversion to and from engine types.
+//!
+//! **API Boundary:** the engine speaks plain Rust (ms timestamps, day numbers, `u64` ids);
+//! this module is where those become RFC 3339 times, `YYYY-MM-DD` dates and string ids.
+//! Request types reject unknown fields. Quantities are read as wide integers and range-checked
+//! here, so a negative or huge quantity is a 422 naming the field, not a 400 from the parser.
+
+use std::collections::BTreeMap;
+
+use aisle_engine::cell::Lot;
+use aisle_engine::command::{Adjust, AdjustChange, AdjustReason, LotRef, Receive, ReserveLine};
+use aisle_engine::error::FieldError;
+use aisle_engine::limits::{LINE_QTY_MAX, TTL_SECONDS_MAX};
+use aisle_engine::model::{LocationDef, LocationKind, SkuDef};
+use aisle_engine::time::{Day, Timestamp};
+use aisle_engine::view::{CellView, ReservationView, StockTotals};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
+
+use crate::problem::ApiError;
+
+/// Julian day number of 1970-01-01: engine days count from there.
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
+
+/// Formats engine milliseconds as RFC 3339 UTC (`2026-01-02T03:04:05.678Z`).
+pub fn rfc3339(at: Timestamp) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        // Only a timestamp beyond year 9999 gets here; the engine never makes one.
+        .unwrap_or_else(|| at.to_string())
+}
+
+/// Formats an engine day number as `YYYY-MM-DD`.
+pub fn date(day: Day) -> String {
+    Date::from_julian_day(UNIX_EPOCH_JULIAN_DAY.saturating_add(day))
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| day.to_string())
+}
+
+/// Parses `YYYY-MM-DD` into an engine day number.
+pub fn parse_date(field: &str, text: &str) -> Result<Day, FieldError> {
+    Date::parse(text, format_description!("[year]-[month]-[day]"))
+        .map(|d| d.to_julian_day() - UNIX_EPOCH_JULIAN_DAY)
+        .map_err(|_| FieldError::new(field, "must be a date YYYY-MM-DD"))
+}
+
+/// Reservation ids are decimal strings on the wire; anything else names no reservation.
+pub fn parse_reservation_id(text: &str) -> Result<u64, ApiError> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::NotFound(format!("reservation {text:?} not found")));
+    }
+    text.parse().map_err(|_| ApiError::NotFound(format!("reservation {text:?} not found")))
+}
+
+/// A line quantity: 1..=`LINE_QTY_MAX`.
+fn line_qty(field: String, qty: i64, errors: &mut Vec<FieldError>) -> u32 {
+    match u32::try_from(qty) {
+        Ok(q) if (1..=LINE_QTY_MAX).contains(&q) => q,
+        _ => {
+            errors.push(FieldError::new(field, format!("must be 1 to {LINE_QTY_MAX}")));
+            0
+        }
+    }
+}
+
+fn finish<T>(value: T, errors: Vec<FieldError>) -> Result<T, ApiError> {
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(ApiError::Engine(aisle_engine::EngineError::Invalid(errors)))
+    }
+}
+
+// ---- catalog -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationIn {
+    /// Optional; when present it must equal the code in the path (lets clients PUT back a GET).
+    pub code: Option<String>,
+    pub name: String,
+    pub kind: String,
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub pickup: bool,
+    #[serde(default)]
+    pub ships: bool,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+impl LocationIn {
+    pub fn into_def(self, code: &str) -> Result<LocationDef, ApiError> {
+        let mut errors = Vec::new();
+        if self.code.as_deref().is_some_and(|c| c != code) {
+            errors.push(FieldError::new("code", "must match the code in the path"));
+        }
+        let kind = match self.kind.as_str() {
+            "warehouse" => LocationKind::Warehouse,
+            "store" => LocationKind::Store,
+            "locker" => LocationKind::Locker,
+            _ => {
+                errors.push(FieldError::new("kind", "must be warehouse, store or locker"));
+                LocationKind::Store
+            }
+        };
+        let def = LocationDef {
+            code: code.to_owned(),
+            name: self.name,
+            kind,
+            lat: self.lat,
+            lon: self.lon,
+            channels: self.channels,
+            pickup: self.pickup,
+            ships: self.ships,
+            priority: self.priority,
+        };
+        finish(def, errors)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LocationOut {
+    pub code: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub lat: f64,
+    pub lon: f64,
+    pub channels: Vec<String>,
+    pub pickup: bool,
+    pub ships: bool,
+    pub priority: i32,
+}
+
+impl From<LocationDef> for LocationOut {
+    fn from(d: LocationDef) -> Self {
+        LocationOut {
+            code: d.code,
+            name: d.name,
+            kind: d.kind.as_str(),
+            lat: d.lat,
+            lon: d.lon,
+            channels: d.channels,
+            pickup: d.pickup,
+            ships: d.ships,
+            priority: d.priority,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkuIn {
+    pub code: Option<String>,
+    pub name: String,
+    pub price: i64,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default = "default_true")]
+    pub active: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl SkuIn {
+    pub fn into_def(self, code: &str) -> Result<SkuDef, ApiError> {
+        let mut errors = Vec::new();
+        if self.code.as_deref().is_some_and(|c| c != code) {
+            errors.push(FieldError::new("code", "must match the code in the path"));
+        }
+        let def = SkuDef {
+            code: code.to_owned(),
+            name: self.name,
+            price: self.price,
+            // A BTreeMap iterates sorted with unique keys, as the engine requires.
+            attributes: self.attributes.into_iter().collect(),
+            active: self.active,
+        };
+        finish(def, errors)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkuOut {
+    pub code: String,
+    pub name: String,
+    pub price: i64,
+    pub attributes: BTreeMap<String, String>,
+    pub active: bool,
+}
+
+impl From<SkuDef> for SkuOut {
+    fn from(d: SkuDef) -> Self {
+        SkuOut {
+            code: d.code,
+            name: d.name,
+            price: d.price,
+            attributes: d.attributes.into_iter().collect(),
+            active: d.active,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+// ---- stock ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LotIn {
+    pub code: String,
+    pub expires_on: String,
+}
+
+impl LotIn {
+    fn into_ref(self, errors: &mut Vec<FieldError>) -> LotRef {
+        let expires_on = parse_date("lot.expires_on", &self.expires_on).unwrap_or_else(|e| {
+            errors.push(e);
+            0
+        });
+        LotRef { code: self.code, expires_on }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveIn {
+    pub location: String,
+    pub sku: String,
+    pub qty: i64,
+    pub unit_cost: Option<u64>,
+    pub lot: Option<LotIn>,
+    pub reason: Option<String>,
+}
+
+impl ReceiveIn {
+    pub fn into_command(self) -> Result<Receive, ApiError> {
+        let mut errors = Vec::new();
+        let qty = line_qty("qty".into(), self.qty, &mut errors);
+        let lot = self.lot.map(|lot| lot.into_ref(&mut errors));
+        let receive = Receive {
+            sku: self.sku,
+            location: self.location,
+            qty,
+            unit_cost: self.unit_cost,
+            lot,
+            reason: self.reason,
+        };
+        finish(receive, errors)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustIn {
+    pub location: String,
+    pub sku: String,
+    pub delta: Option<i64>,
+    pub counted: Option<i64>,
+    pub reason: String,
+    pub lot: Option<LotIn>,
+    pub note: Option<String>,
+}
+
+impl AdjustIn {
+    pub fn into_command(self) -> Result<Adjust, ApiError> {
+        let mut errors = Vec::new();
+        let change = match (self.delta, self.counted) {
+            (Some(delta), None) => AdjustChange::Delta(delta),
+            (None, Some(counted)) => AdjustChange::Counted(counted),
+            _ => {
+                errors.push(FieldError::new("delta", "give exactly one of delta and counted"));
+                AdjustChange::Delta(0)
+            }
+        };
+        let reason = AdjustReason::parse(&self.reason).unwrap_or_else(|| {
+            errors.push(FieldError::new("reason", "must be count, damage, loss, found or other"));
+            AdjustReason::Other
+        });
+        let lot = self.lot.map(|lot| lot.into_ref(&mut errors));
+        let adjust = Adjust { sku: self.sku, location: self.location, change, reason, lot, note: self.note };
+        finish(adjust, errors)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellPolicyIn {
+    pub safety_stock: Option<i64>,
+    pub reorder_point: Option<i64>,
+    pub reorder_qty: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LotOut {
+    pub code: String,
+    pub expires_on: String,
+    pub qty: i64,
+}
+
+impl From<Lot> for LotOut {
+    fn from(lot: Lot) -> Self {
+        LotOut { code: lot.code, expires_on: date(lot.expires_on), qty: lot.qty }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CellOut {
+    pub sku: String,
+    pub location: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub committed: i64,
+    pub safety_stock: i64,
+    pub incoming: i64,
+    pub expired: i64,
+    pub available: i64,
+    pub oversold: i64,
+    pub avg_cost: u64,
+    pub reorder_point: i64,
+    pub reorder_qty: i64,
+    pub lots: Vec<LotOut>,
+}
+
+impl From<CellView> for CellOut {
+    fn from(c: CellView) -> Self {
+        CellOut {
+            sku: c.sku,
+            location: c.location,
+            on_hand: c.on_hand,
+            reserved: c.reserved,
+            committed: c.committed,
+            safety_stock: c.safety_stock,
+            incoming: c.incoming,
+            expired: c.expired,
+            available: c.available,
+            oversold: c.oversold,
+            avg_cost: c.avg_cost,
+            reorder_point: c.reorder_point,
+            reorder_qty: c.reorder_qty,
+            lots: c.lots.into_iter().map(LotOut::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TotalsOut {
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub committed: i64,
+    pub safety_stock: i64,
+    pub incoming: i64,
+    pub expired: i64,
+    pub available: i64,
+    pub oversold: i64,
+}
+
+impl From<StockTotals> for TotalsOut {
+    fn from(t: StockTotals) -> Self {
+        TotalsOut {
+            on_hand: t.on_hand,
+            reserved: t.reserved,
+            committed: t.committed,
+            safety_stock: t.safety_stock,
+            incoming: t.incoming,
+            expired: t.expired,
+            available: t.available,
+            oversold: t.oversold,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkuStockOut {
+    pub sku: String,
+    pub total: TotalsOut,
+    pub locations: Vec<CellOut>,
+}
+
+// ---- reservations --------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveLineIn {
+    pub sku: String,
+    pub qty: i64,
+    /// Absent: the line is sourced (not implemented yet → 501).
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveIn {
+    pub channel: String,
+    pub lines: Vec<ReserveLineIn>,
+    pub ttl_seconds: Option<i64>,
+    pub customer: Option<String>,
+    /// Accepted so the shape matches SPEC; sourcing is another issue (501 when used).
+    pub fulfillment: Option<serde_json::Value>,
+    pub allow_split: Option<bool>,
+}
+
+/// A TTL: 1..=`TTL_SECONDS_MAX`.
+pub fn ttl(field: &str, seconds: i64) -> Result<u32, ApiError> {
+    match u32::try_from(seconds) {
+        Ok(s) if (1..=TTL_SECONDS_MAX).contains(&s) => Ok(s),
+        _ => Err(ApiError::invalid(field, format!("must be 1 to {TTL_SECONDS_MAX}"))),
+    }
+}
+
+impl ReserveIn {
+    /// Whether any part asks for sourcing, which this server does not do yet.
+    pub fn needs_sourcing(&self) -> bool {
+        self.fulfillment.is_some() || self.allow_split.is_some() || self.lines.iter().any(|l| l.location.is_none())
+    }
+
+    pub fn into_request(self) -> Result<aisle_engine::ReserveRequest, ApiError> {
+        let mut errors = Vec::new();
+        let ttl_seconds = match self.ttl_seconds {
+            None => None,
+            Some(s) => match ttl("ttl_seconds", s) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    errors.push(FieldError::new("ttl_seconds", format!("must be 1 to {TTL_SECONDS_MAX}")));
+                    None
+                }
+            },
+        };
+        let lines = self
+            .lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| ReserveLine {
+                qty: line_qty(format!("lines[{i}].qty"), l.qty, &mut errors),
+                sku: l.sku,
+                location: l.location.unwrap_or_default(),
+            })
+            .collect();
+        let request =
+            aisle_engine::ReserveRequest { channel: self.channel, customer: self.customer, ttl_seconds, lines };
+        finish(request, errors)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendIn {
+    pub ttl_seconds: i64,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CommitIn {
+    pub order_ref: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Debug, Serialize)]
+pub struct LineOut {
+    pub sku: String,
+    pub qty: u32,
+    pub location: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReservationOut {
+    pub id: String,
+    pub status: &'static str,
+    pub channel: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_ref: Option<String>,
+    pub lines: Vec<LineOut>,
+}
+
+impl From<ReservationView> for ReservationOut {
+    fn from(r: ReservationView) -> Self {
+        ReservationOut {
+            id: r.id.to_string(),
+            status: r.status.as_str(),
+            channel: r.channel,
+            customer: r.customer,
+            created_at: rfc3339(r.created_at),
+            expires_at: rfc3339(r.expires_at),
+            order_ref: r.order_ref,
+            lines: r.lines.into_iter().map(|l| LineOut { sku: l.sku, qty: l.qty, location: l.location }).collect(),
+        }
+    }
+}
+
+// ---- audit trail -----------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct MovementOut {
+    pub at: String,
+    pub sku: String,
+    pub location: String,
+    pub command: String,
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<String>,
+    /// Changes of the cell's quantities.
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub committed: i64,
+    pub incoming: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_stock: Option<i64>,
+}
+
+impl From<aisle_engine::audit::Movement> for MovementOut {
+    fn from(m: aisle_engine::audit::Movement) -> Self {
+        MovementOut {
+            at: rfc3339(m.at),
+            sku: m.sku,
+            location: m.location,
+            command: m.command,
+            actor: m.actor,
+            reason: m.reason,
+            reservation: m.reservation.map(|id| id.to_string()),
+            on_hand: m.on_hand,
+            reserved: m.reserved,
+            committed: m.committed,
+            incoming: m.incoming,
+            safety_stock: m.safety_stock,
+        }
+    }
+}
+
+/// Engine cursors are bytes; on the wire they are lowercase hex.
+pub fn cursor_out(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn cursor_in(text: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = || ApiError::invalid("cursor", "is not a cursor this server gave out");
+    if text.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()).ok_or_else(bad))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_constant_matches_the_calendar() {
+        assert_eq!(OffsetDateTime::UNIX_EPOCH.date().to_julian_day(), UNIX_EPOCH_JULIAN_DAY);
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        for (day, text) in [(0, "1970-01-01"), (20_000, "2024-10-04"), (-1, "1969-12-31")] {
+            assert_eq!(date(day), text);
+            assert_eq!(parse_date("d", text), Ok(day));
+        }
+        assert!(parse_date("d", "2024-13-01").is_err());
+        assert!(parse_date("d", "tomorrow").is_err());
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let bytes = vec![0u8, 1, 0xab, 0xff];
+        assert_eq!(cursor_in(&cursor_out(&bytes)).ok(), Some(bytes));
+        assert!(cursor_in("abc").is_err());
+        assert!(cursor_in("zz").is_err());
+    }
+
+    #[test]
+    fn reservation_ids() {
+        assert_eq!(parse_reservation_id("42").ok(), Some(42));
+        for bad in ["", "-1", "r_1", "1.0", "99999999999999999999999"] {
+            assert!(parse_reservation_id(bad).is_err(), "{bad}");
+        }
+    }
+}

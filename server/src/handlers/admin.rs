@@ -1,0 +1,92 @@
+//! Operations (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`) and tokens (`/v1/tokens`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use aisle_engine::error::FieldError;
+use aisle_engine::model::{check_channel, check_code, check_text};
+use aisle_engine::EngineError;
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde::Deserialize;
+
+use super::{Call, Reply};
+use crate::app::App;
+use crate::auth::{Role, TOKEN_NAME_LEN_MAX};
+use crate::problem::ApiError;
+
+pub fn healthz() -> Result<Reply, ApiError> {
+    Reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+pub fn readyz(app: &Arc<App>) -> Result<Reply, ApiError> {
+    if app.stopping.load(Ordering::Acquire) {
+        return Err(ApiError::ShuttingDown);
+    }
+    match app.engine.read_only_reason() {
+        // Ops need the reason; it names a file and an OS error, nothing secret.
+        Some(reason) => Err(EngineError::ReadOnly { reason }.into()),
+        None => Reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+    }
+}
+
+pub fn metrics(app: &Arc<App>) -> Result<Reply, ApiError> {
+    let body = app.metrics.render(&app.engine.stats()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Reply { status: StatusCode::OK, content_type: "text/plain; version=0.0.4; charset=utf-8", body: body.into() })
+}
+
+pub fn openapi() -> Result<Reply, ApiError> {
+    let body = serde_json::to_vec_pretty(&crate::openapi::document()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Reply { status: StatusCode::OK, content_type: "application/json", body: Bytes::from(body) })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenIn {
+    name: String,
+    role: Role,
+    channel: Option<String>,
+    location: Option<String>,
+}
+
+pub async fn create_token(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
+    let body: TokenIn = call.json()?;
+    let mut errors = Vec::new();
+    if body.name.is_empty() {
+        errors.push(FieldError::new("name", "must not be empty"));
+    }
+    check_text("name", &body.name, TOKEN_NAME_LEN_MAX, &mut errors);
+    match (body.role, &body.channel) {
+        (Role::Channel, Some(channel)) => check_channel("channel", channel, &mut errors),
+        (Role::Channel, None) => errors.push(FieldError::new("channel", "a channel token needs a channel")),
+        (_, Some(_)) => errors.push(FieldError::new("channel", "only channel tokens have a channel")),
+        (_, None) => {}
+    }
+    match (body.role, &body.location) {
+        (Role::Pos, Some(location)) => {
+            check_code("location", location, &mut errors);
+            if errors.is_empty() && app.engine.location(location).is_none() {
+                errors.push(FieldError::new("location", "no such location"));
+            }
+        }
+        (Role::Pos, None) => errors.push(FieldError::new("location", "a pos token needs a location")),
+        (_, Some(_)) => errors.push(FieldError::new("location", "only pos tokens have a location")),
+        (_, None) => {}
+    }
+    if !errors.is_empty() {
+        return Err(EngineError::Invalid(errors).into());
+    }
+    let token = app.tokens.create(body.name, body.role, body.channel, body.location).await?;
+    tracing::info!(token_id = %token.id, role = token.role.as_str(), "token created");
+    Reply::json(StatusCode::CREATED, &token)
+}
+
+pub async fn revoke_token(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
+    let id = call.param(0);
+    if app.tokens.revoke(id).await? {
+        tracing::info!(token_id = %id, "token revoked");
+        Ok(Reply::empty(StatusCode::NO_CONTENT))
+    } else {
+        Err(ApiError::NotFound(format!("token {id:?} not found")))
+    }
+}

@@ -1,0 +1,227 @@
+//! The route table and path matching.
+//!
+//! **Architecture Invariant:** [`ROUTES`] is the single list of routes. The dispatcher, the
+//! role check, the metrics' `route` label and `/openapi.json` all read it, and a test checks
+//! that every `/v1` route appears in the OpenAPI document.
+
+use crate::auth::Area;
+use crate::problem::ApiError;
+
+/// What a route does; [`crate::handlers::dispatch`] matches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    ListLocations,
+    PutLocation,
+    GetLocation,
+    ListSkus,
+    PutSku,
+    GetSku,
+    Receive,
+    Adjust,
+    PatchCell,
+    GetStock,
+    GetCell,
+    Movements,
+    CreateReservation,
+    GetReservation,
+    ExtendReservation,
+    CommitReservation,
+    FulfillReservation,
+    ReleaseReservation,
+    CreateToken,
+    RevokeToken,
+    /// A SPEC route of a later issue: answers 501 problem+json.
+    NotImplemented,
+}
+
+/// One row of the route table.
+#[derive(Debug)]
+pub struct Route {
+    pub method: &'static str,
+    /// Path template; `{name}` matches one non-empty segment.
+    pub template: &'static str,
+    pub endpoint: Endpoint,
+    pub area: Area,
+    pub summary: &'static str,
+    /// Whether the route takes a JSON body.
+    pub body: bool,
+    /// Whether it creates something and so documents `Idempotency-Key`.
+    pub idempotent: bool,
+}
+
+const fn route(
+    method: &'static str,
+    template: &'static str,
+    endpoint: Endpoint,
+    area: Area,
+    summary: &'static str,
+) -> Route {
+    let body = matches!(method.as_bytes(), b"POST" | b"PUT" | b"PATCH");
+    Route { method, template, endpoint, area, summary, body, idempotent: body }
+}
+
+use Area as A;
+use Endpoint as E;
+
+pub static ROUTES: &[Route] = &[
+    route("GET", "/healthz", E::Healthz, A::Public, "The process is up."),
+    route("GET", "/readyz", E::Readyz, A::Public, "Recovered and taking writes."),
+    route("GET", "/metrics", E::Metrics, A::Public, "Prometheus metrics."),
+    route("GET", "/openapi.json", E::OpenApi, A::Public, "This API as OpenAPI 3.1."),
+    route("GET", "/v1/locations", E::ListLocations, A::CatalogRead, "List locations."),
+    route("PUT", "/v1/locations/{code}", E::PutLocation, A::CatalogWrite, "Create (201) or replace (200) a location."),
+    route("GET", "/v1/locations/{code}", E::GetLocation, A::CatalogRead, "One location."),
+    route("GET", "/v1/skus", E::ListSkus, A::CatalogRead, "SKUs in code order, cursor-paged."),
+    route("PUT", "/v1/skus/{code}", E::PutSku, A::CatalogWrite, "Create (201) or replace (200) a SKU."),
+    route("GET", "/v1/skus/{code}", E::GetSku, A::CatalogRead, "One SKU."),
+    route("POST", "/v1/stock/receive", E::Receive, A::StockReceive, "Receive units into a cell."),
+    route("POST", "/v1/stock/adjust", E::Adjust, A::StockWrite, "Adjust a cell by a delta or a count."),
+    route("POST", "/v1/stock/import", E::NotImplemented, A::StockWrite, "NDJSON bulk import (not implemented yet)."),
+    route("GET", "/v1/stock/movements", E::Movements, A::StockRead, "The audit trail, oldest first, cursor-paged."),
+    route(
+        "PATCH",
+        "/v1/stock/{sku}/{location}",
+        E::PatchCell,
+        A::StockWrite,
+        "Set a cell's safety stock and reorder policy.",
+    ),
+    route("GET", "/v1/stock/{sku}", E::GetStock, A::StockRead, "One SKU's stock at every location, with totals."),
+    route("GET", "/v1/stock/{sku}/{location}", E::GetCell, A::StockRead, "One stock cell."),
+    route("GET", "/v1/availability", E::NotImplemented, A::Availability, "Availability (not implemented yet)."),
+    route("POST", "/v1/sourcing/quote", E::NotImplemented, A::Reservations, "Sourcing quote (not implemented yet)."),
+    route("POST", "/v1/reservations", E::CreateReservation, A::Reservations, "Hold stock on every line or none."),
+    route("GET", "/v1/reservations/{id}", E::GetReservation, A::ReservationRead, "One reservation."),
+    route("POST", "/v1/reservations/{id}/extend", E::ExtendReservation, A::Reservations, "Move the expiry."),
+    route("POST", "/v1/reservations/{id}/commit", E::CommitReservation, A::Reservations, "Active becomes committed."),
+    route("POST", "/v1/reservations/{id}/fulfill", E::FulfillReservation, A::Reservations, "Committed units leave."),
+    route("DELETE", "/v1/reservations/{id}", E::ReleaseReservation, A::Reservations, "Release or cancel; repeatable."),
+    route("POST", "/v1/transfers", E::NotImplemented, A::StockWrite, "Transfer (not implemented yet)."),
+    route(
+        "POST",
+        "/v1/transfers/{id}/ship",
+        E::NotImplemented,
+        A::StockWrite,
+        "Ship a transfer (not implemented yet).",
+    ),
+    route(
+        "POST",
+        "/v1/transfers/{id}/receive",
+        E::NotImplemented,
+        A::StockWrite,
+        "Receive a transfer (not implemented yet).",
+    ),
+    route("DELETE", "/v1/transfers/{id}", E::NotImplemented, A::StockWrite, "Cancel a transfer (not implemented yet)."),
+    route("POST", "/v1/replenishments", E::NotImplemented, A::StockWrite, "Request stock (not implemented yet)."),
+    route(
+        "GET",
+        "/v1/replenishments/suggestions",
+        E::NotImplemented,
+        A::StockRead,
+        "Suggestions (not implemented yet).",
+    ),
+    route("PUT", "/v1/flash-sales/{code}", E::NotImplemented, A::StockWrite, "Flash sale (not implemented yet)."),
+    route("POST", "/v1/flash-sales/{code}/claims", E::NotImplemented, A::Reservations, "Claim (not implemented yet)."),
+    route("GET", "/v1/flash-sales/{code}", E::NotImplemented, A::ReservationRead, "Sale status (not implemented yet)."),
+    route("POST", "/v1/tokens", E::CreateToken, A::Tokens, "Create a token; the secret is shown once."),
+    route("DELETE", "/v1/tokens/{id}", E::RevokeToken, A::Tokens, "Revoke a token at once."),
+];
+
+/// A matched route and the values of its `{params}`, in template order.
+#[derive(Debug)]
+pub struct Matched<'p> {
+    pub route: &'static Route,
+    pub params: Vec<&'p str>,
+}
+
+fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut params = Vec::new();
+    let mut have = path.split('/');
+    for want in template.split('/') {
+        let segment = have.next()?;
+        if want.starts_with('{') {
+            if segment.is_empty() {
+                return None;
+            }
+            params.push(segment);
+        } else if want != segment {
+            return None;
+        }
+    }
+    have.next().is_none().then_some(params)
+}
+
+/// Finds the route for a request. Literal segments beat parameters
+/// (`/v1/stock/movements` is not the stock of a SKU called `movements`).
+pub fn find<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, ApiError> {
+    let mut best: Option<Matched<'p>> = None;
+    let mut allowed: Vec<&'static str> = Vec::new();
+    for route in ROUTES {
+        let Some(params) = match_template(route.template, path) else { continue };
+        if route.method != method {
+            allowed.push(route.method);
+            continue;
+        }
+        if best.as_ref().is_none_or(|b| params.len() < b.params.len()) {
+            best = Some(Matched { route, params });
+        }
+    }
+    match best {
+        Some(found) => Ok(found),
+        None if allowed.is_empty() => Err(ApiError::NotFound(format!("no route for {path}"))),
+        None => {
+            allowed.sort_unstable();
+            allowed.dedup();
+            Err(ApiError::MethodNotAllowed(allowed.join(", ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching() {
+        let cases: &[(&str, &str, Option<Endpoint>, &[&str])] = &[
+            ("GET", "/v1/skus", Some(E::ListSkus), &[]),
+            ("GET", "/v1/skus/TEE-M", Some(E::GetSku), &["TEE-M"]),
+            ("GET", "/v1/stock/movements", Some(E::Movements), &[]),
+            ("GET", "/v1/stock/TEE", Some(E::GetStock), &["TEE"]),
+            ("GET", "/v1/stock/TEE/HK", Some(E::GetCell), &["TEE", "HK"]),
+            ("PATCH", "/v1/stock/TEE/HK", Some(E::PatchCell), &["TEE", "HK"]),
+            ("POST", "/v1/reservations/7/extend", Some(E::ExtendReservation), &["7"]),
+            ("DELETE", "/v1/reservations/7", Some(E::ReleaseReservation), &["7"]),
+            ("GET", "/v1/skus/", None, &[]),
+            ("GET", "/v1/nothing", None, &[]),
+            ("GET", "/v1/skus/a/b", None, &[]),
+        ];
+        for (method, path, endpoint, params) in cases {
+            let found = find(method, path);
+            assert_eq!(found.as_ref().ok().map(|m| m.route.endpoint), *endpoint, "{method} {path}");
+            if let Ok(found) = found {
+                assert_eq!(found.params, *params, "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow() {
+        match find("DELETE", "/v1/skus/X") {
+            Err(ApiError::MethodNotAllowed(allow)) => assert_eq!(allow, "GET, PUT"),
+            other => panic!("expected 405, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn templates_are_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(!(a.method == b.method && a.template == b.template), "{} {}", a.method, a.template);
+            }
+        }
+    }
+}

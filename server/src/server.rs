@@ -1,0 +1,160 @@
+//! Start-up, the accept loop and graceful shutdown.
+//!
+//! Start-up: validate the configuration, recover the engine (off the async workers: it reads
+//! and replays files), open the token store, bind, then print `listening on ADDR` on stdout.
+//! The accept loop holds one semaphore permit per open connection (`connections_max`).
+//! Shutdown (the `shutdown` future resolves, e.g. on SIGTERM or Ctrl-C): stop accepting, mark
+//! not ready, let in-flight requests finish (up to `shutdown_grace`), then flush and sync the
+//! log with `Engine::close`.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use aisle_engine::{Engine, EngineConfig, OpenError, Storage};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+use crate::auth::{TokenStore, TokenStoreError};
+use crate::config::{ConfigError, ServerConfig};
+use crate::metrics::Metrics;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("data directory {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("recovery failed: {0}")]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Tokens(#[from] TokenStoreError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("closing the engine: {0}")]
+    Close(#[from] aisle_engine::EngineError),
+    #[error("a blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Runs the server until `shutdown` resolves, then shuts down gracefully.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+
+    let metrics = Metrics::new()?;
+    let mut engine_config = EngineConfig::default();
+    engine_config.wal.durability = config.durability;
+    engine_config.wal.observer = Some(metrics.wal_observer());
+    let dir = data_dir.clone();
+    let (engine, report) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+        let storage = Storage::dir(&dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
+        Ok(Engine::open(engine_config, storage)?)
+    })
+    .await??;
+    metrics.recovery_duration.set(report.duration.as_secs_f64());
+    tracing::info!(
+        snapshot = ?report.snapshot,
+        records_replayed = report.wal.records_replayed,
+        torn_tail = ?report.wal.torn_tail,
+        millis = report.duration.as_millis() as u64,
+        durability = %config.durability,
+        "engine recovered"
+    );
+
+    let tokens = Arc::new(TokenStore::open(&data_dir, config.admin_token.as_deref())?);
+    if let Some((secret, path)) = tokens.bootstrap()? {
+        // SPEC §5: printed once, on the first start only; the file keeps it for the operator.
+        println!("admin token (also written to {}): {secret}", path.display());
+    }
+
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    tracing::info!(address = %local, "listening");
+    // Machine-readable for scripts and tests that bind port 0.
+    println!("listening on {local}");
+    let _ = std::io::stdout().flush();
+
+    let app = Arc::new(App::new(engine.clone(), tokens, metrics, config.body_bytes_max));
+    let connections = Arc::new(Semaphore::new(config.connections_max));
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |request| app.clone().handle(request));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    app.stopping.store(true, Ordering::Release);
+    drop(listener);
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?config.shutdown_grace, "in-flight requests did not finish in time");
+    }
+    drop(app);
+    tokio::task::spawn_blocking(move || engine.close()).await??;
+    tracing::info!("engine closed; bye");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}
