@@ -7,6 +7,13 @@
 //! trail is flushed through the snapshot's LSN ([`AuditLog::flush`]), so a movement is never
 //! lost with the log it came from.
 //!
+//! What is recorded: every change of `on_hand`, `committed`, `incoming` and the cell policy
+//! (receipts, adjustments, counts, commits, fulfilments, cancellations). Holds — `reserve`,
+//! `release`, `expire` — change only `reserved` and come and go by the hundred thousand a
+//! second in a flash sale; their history lives on the reservation itself (status, times), and
+//! they enter the trail only when [`AuditLog::start`] is told to record holds
+//! (`EngineConfig::audit_holds`), at a cost in throughput measured in BENCHMARKS.md.
+//!
 //! Listing is eventually consistent by a few milliseconds: a movement is visible once the
 //! writer has stored it. Without durability (`Durability::None`) nothing is logged and there is
 //! no trail.
@@ -85,6 +92,7 @@ pub(crate) struct AuditLog {
     written: Arc<AtomicU64>,
     failure: Arc<Mutex<Option<String>>>,
     store: Arc<dyn DocumentStore>,
+    holds: bool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -94,7 +102,8 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    pub fn start(store: Arc<dyn DocumentStore>) -> Self {
+    /// Starts the writer; `holds` also records reserve, release and expire.
+    pub fn start(store: Arc<dyn DocumentStore>, holds: bool) -> Self {
         let (sender, receiver) = channel::unbounded();
         let queued = Arc::new(AtomicUsize::new(0));
         let written = Arc::new(AtomicU64::new(0));
@@ -107,7 +116,7 @@ impl AuditLog {
             .name("aisle-audit".into())
             .spawn(move || write_loop(receiver, &*thread_store, &thread_queued, &thread_written, &thread_failure))
             .expect("spawning the audit writer");
-        AuditLog { sender: Some(sender), writer: Some(writer), queued, written, failure, store }
+        AuditLog { sender: Some(sender), writer: Some(writer), queued, written, failure, store, holds }
     }
 
     /// Whether the queue has room; checked before a command is applied.
@@ -117,6 +126,9 @@ impl AuditLog {
 
     /// Queues the movements of one applied record.
     pub fn record(&self, lsn: Lsn, record: &LogRecord, outcome: &Outcome, on_hand_before: Option<i64>) {
+        if !self.holds && is_hold(&record.command) {
+            return;
+        }
         let movements = movements_of(lsn, record, outcome, on_hand_before);
         if movements.is_empty() {
             return;
@@ -251,6 +263,11 @@ fn decode(bytes: &[u8]) -> std::io::Result<Movement> {
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);
     rkyv::from_bytes::<Movement, rkyv::rancor::Error>(&aligned).map_err(std::io::Error::other)
+}
+
+/// Whether a command only takes or gives back a hold (changes nothing but `reserved`).
+fn is_hold(command: &Command) -> bool {
+    matches!(command, Command::Reserve(_) | Command::Release { .. } | Command::Expire { .. } | Command::Extend { .. })
 }
 
 /// The movements one applied record caused, one per touched cell.

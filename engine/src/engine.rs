@@ -42,6 +42,10 @@ pub struct EngineConfig {
     /// How often the sweeper releases expired holds (None: only when `expire_due` is called).
     pub expiry_sweep_interval: Option<Duration>,
     pub clock: Arc<dyn Clock>,
+    /// Also record holds (reserve, release, expire) in the audit trail, not only stock
+    /// movements. Off by default: holds are the hot path and their history is on the
+    /// reservation.
+    pub audit_holds: bool,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -52,6 +56,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("snapshot_every_records", &self.snapshot_every_records)
             .field("snapshot_interval", &self.snapshot_interval)
             .field("expiry_sweep_interval", &self.expiry_sweep_interval)
+            .field("audit_holds", &self.audit_holds)
             .finish()
     }
 }
@@ -65,6 +70,7 @@ impl Default for EngineConfig {
             snapshot_interval: Some(Duration::from_secs(300)),
             expiry_sweep_interval: Some(Duration::from_millis(100)),
             clock: Arc::new(SystemClock),
+            audit_holds: false,
         }
     }
 }
@@ -79,6 +85,7 @@ impl EngineConfig {
             snapshot_interval: None,
             expiry_sweep_interval: None,
             clock,
+            audit_holds: false,
         }
     }
 
@@ -228,7 +235,9 @@ impl Engine {
         let started = Instant::now();
         let loaded = snapshot::load_newest(&storage.snapshots)?;
         let audit = match (&storage.documents, config.wal.durability) {
-            (Some(store), Durability::Fsync | Durability::Async) => Some(AuditLog::start(store.clone())),
+            (Some(store), Durability::Fsync | Durability::Async) => {
+                Some(AuditLog::start(store.clone(), config.audit_holds))
+            }
             _ => None,
         };
         let state = State::new(config.shards, audit);

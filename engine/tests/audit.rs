@@ -11,8 +11,9 @@ use aisle_engine::time::ManualClock;
 use aisle_engine::wal::Durability;
 use aisle_engine::{Context, Engine, EngineConfig, ReserveRequest, Storage};
 
-fn open(dir: &std::path::Path, clock: &ManualClock) -> Engine {
-    let config = EngineConfig::manual(Durability::Fsync, Arc::new(clock.clone()));
+fn open(dir: &std::path::Path, clock: &ManualClock, holds: bool) -> Engine {
+    let mut config = EngineConfig::manual(Durability::Fsync, Arc::new(clock.clone()));
+    config.audit_holds = holds;
     Engine::open(config, Storage::dir(dir).expect("storage")).expect("opens").0
 }
 
@@ -52,10 +53,19 @@ fn summary(movements: &[Movement]) -> Vec<Summary> {
 }
 
 #[test]
-fn every_change_is_listed_with_time_command_actor_and_reason_and_survives_restart() {
+fn every_stock_movement_is_listed_with_time_command_actor_and_reason_and_survives_restart() {
+    check_trail(false);
+}
+
+#[test]
+fn holds_are_listed_too_when_configured() {
+    check_trail(true);
+}
+
+fn check_trail(holds: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(1_750_000_000_000);
-    let engine = open(dir.path(), &clock);
+    let engine = open(dir.path(), &clock, holds);
     common::seed(&engine, &["W1", "W2"], &["TEE"], 0);
     let clerk = Context::actor("clerk");
     let checkout = Context::actor("checkout");
@@ -87,13 +97,17 @@ fn every_change_is_listed_with_time_command_actor_and_reason_and_survives_restar
         Receive { sku: "TEE".into(), location: "W2".into(), qty: 4, unit_cost: None, lot: None, reason: None };
     engine.wait(engine.receive(clerk, receive_w2).expect("receive")).expect("durable");
 
-    let expected = vec![
+    let mut expected: Vec<Summary> = vec![
         ("receive".into(), "W1".into(), "clerk".into(), 10, 0, 0, Some("PO-77".into())),
         ("adjust".into(), "W1".into(), "clerk".into(), -2, 0, 0, Some("count: cycle count".into())),
         ("reserve".into(), "W1".into(), "checkout".into(), 0, 3, 0, None),
         ("commit".into(), "W1".into(), "checkout".into(), 0, -3, 3, Some("SO-1".into())),
         ("fulfill".into(), "W1".into(), "clerk".into(), -3, 0, -3, None),
     ];
+    if !holds {
+        expected.retain(|m| m.0 != "reserve");
+    }
+    let holds_count = usize::from(holds);
     let w1 = trail(&engine, Some("TEE"), Some("W1"));
     assert_eq!(summary(&w1), expected);
     assert!(w1.iter().all(|m| m.at == 1_750_000_000_000), "time of each change");
@@ -101,17 +115,26 @@ fn every_change_is_listed_with_time_command_actor_and_reason_and_survives_restar
     let w2 = trail(&engine, None, Some("W2"));
     assert_eq!(summary(&w2), vec![("receive".into(), "W2".into(), "clerk".into(), 4, 0, 0, None)]);
     assert_eq!(w2[0].at, 1_750_000_005_000);
-    assert_eq!(trail(&engine, Some("TEE"), None).len(), 6);
-    assert_eq!(trail(&engine, None, None).len(), 6);
+    assert_eq!(trail(&engine, Some("TEE"), None).len(), 5 + holds_count);
+    assert_eq!(trail(&engine, None, None).len(), 5 + holds_count);
 
     // A snapshot flushes the trail before the log goes; the rest comes back from the log.
     engine.snapshot().expect("snapshot");
     let lines = vec![ReserveLine { sku: "TEE".into(), location: "W2".into(), qty: 1 }];
     let request = ReserveRequest { channel: "web".into(), customer: None, ttl_seconds: Some(60), lines };
     engine.wait(engine.reserve(checkout, request).expect("reserve")).expect("durable");
+    let count = Adjust {
+        sku: "TEE".into(),
+        location: "W2".into(),
+        change: AdjustChange::Delta(-1),
+        reason: AdjustReason::Damage,
+        lot: None,
+        note: None,
+    };
+    engine.wait(engine.adjust(clerk, count).expect("adjust")).expect("durable");
     drop(engine);
-    let engine = open(dir.path(), &clock);
+    let engine = open(dir.path(), &clock, holds);
     let all = trail(&engine, Some("TEE"), None);
-    assert_eq!(all.len(), 7, "nothing lost or doubled by restart: {all:#?}");
-    assert_eq!(summary(&all[..5]), expected);
+    assert_eq!(all.len(), 6 + 2 * holds_count, "nothing lost or doubled by restart: {all:#?}");
+    assert_eq!(summary(&all[..expected.len()]), expected);
 }
