@@ -197,6 +197,8 @@ pub struct SnapshotInfo {
     pub cells: usize,
     pub wal_segments_removed: usize,
     pub duration: Duration,
+    /// How long every write waited while the state was copied (all shard locks held).
+    pub pause: Duration,
 }
 
 struct Inner {
@@ -535,7 +537,7 @@ impl Engine {
     pub fn sku(&self, code: &str) -> Option<SkuDef> {
         let state = &self.inner.state;
         let shard = state.shards[state.shard_of(code)].lock();
-        shard.skus.get(code).map(|entry| entry.def.clone())
+        shard.skus.get(code).map(|entry| SkuDef::clone(&entry.def))
     }
 
     /// SKUs in code order, starting after `after`, with an optional prefix.
@@ -548,7 +550,7 @@ impl Engine {
                     .skus
                     .values()
                     .filter(|e| e.def.code.starts_with(prefix) && after.is_none_or(|a| e.def.code.as_str() > a))
-                    .map(|e| e.def.clone()),
+                    .map(|e| SkuDef::clone(&e.def)),
             );
         }
         found.sort_unstable_by(|a, b| a.code.cmp(&b.code));
@@ -617,7 +619,9 @@ impl Engine {
         let inner = &self.inner;
         let _one_at_a_time = inner.snapshot_lock.lock();
         let started = Instant::now();
-        let image = capture(&inner.state, &inner.wal, self.now());
+        let captured = capture(&inner.state, &inner.wal);
+        let pause = started.elapsed();
+        let image = into_image(captured, self.now());
         let cells = image.skus.iter().map(|s| s.cells.len()).sum();
         let lsn = image.lsn;
         // The image may reflect records not yet synced; never publish it ahead of the log.
@@ -637,7 +641,7 @@ impl Engine {
         inner.last_snapshot_lsn.store(lsn, Ordering::Relaxed);
         inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         inner.last_snapshot_nanos.store(duration.as_nanos() as u64, Ordering::Relaxed);
-        Ok(SnapshotInfo { file, lsn, bytes, cells, wal_segments_removed, duration })
+        Ok(SnapshotInfo { file, lsn, bytes, cells, wal_segments_removed, duration, pause })
     }
 
     /// Checks SPEC invariant 2 and each cell's own consistency over the whole state:
@@ -839,8 +843,19 @@ fn into_reservation(ack: Ack<Outcome>) -> Result<Ack<ReservationView>> {
     }
 }
 
-/// Copies the whole state into an image, holding every lock for the copy only.
-fn capture(state: &State, wal: &Wal, now: Timestamp) -> Image {
+/// What a snapshot copies while every lock is held: pointers and plain values only.
+struct Captured {
+    lsn: Lsn,
+    next_reservation_id: u64,
+    locations: Vec<LocationDef>,
+    skus: Vec<(Arc<SkuDef>, Vec<(LocId, crate::cell::Cell)>)>,
+    reservations: Vec<Reservation>,
+    idempotency: Vec<(Box<str>, u64, Timestamp, Arc<Outcome>)>,
+}
+
+/// Copies the whole state, holding every lock for the copy only; [`into_image`] then builds
+/// the archivable image with no lock held.
+fn capture(state: &State, wal: &Wal) -> Captured {
     // Lock order everywhere is shards, then the location table (commands read the table while
     // holding their shards); taking them the other way round here could deadlock behind a
     // waiting location writer.
@@ -851,11 +866,34 @@ fn capture(state: &State, wal: &Wal, now: Timestamp) -> Image {
     let skus = guards
         .iter()
         .flat_map(|guard| guard.skus.values())
-        .map(|entry| SkuImage { def: entry.def.clone(), cells: entry.cells.clone() })
+        .map(|entry| (entry.def.clone(), entry.cells.clone()))
         .collect();
-    let reservations = state
-        .reservations
+    let reservations = state.reservations.iter().map(|r| r.value().clone()).collect();
+    let idempotency = state
+        .idempotency
         .iter()
+        .filter_map(|entry| match entry.value() {
+            IdempotencyState::Done { fingerprint, at, outcome, .. } => {
+                Some((entry.key().clone(), *fingerprint, *at, outcome.clone()))
+            }
+            IdempotencyState::Pending { .. } => None,
+        })
+        .collect();
+    Captured {
+        lsn,
+        next_reservation_id: state.next_reservation_id.load(Ordering::Relaxed),
+        locations: table.defs.clone(),
+        skus,
+        reservations,
+        idempotency,
+    }
+}
+
+fn into_image(captured: Captured, now: Timestamp) -> Image {
+    let skus = captured.skus.into_iter().map(|(def, cells)| SkuImage { def: SkuDef::clone(&def), cells }).collect();
+    let reservations = captured
+        .reservations
+        .into_iter()
         .map(|r| ReservationImage {
             id: r.id,
             channel: r.channel.to_string(),
@@ -872,24 +910,21 @@ fn capture(state: &State, wal: &Wal, now: Timestamp) -> Image {
             finished_at: r.finished_at,
         })
         .collect();
-    let idempotency = state
+    let idempotency = captured
         .idempotency
-        .iter()
-        .filter_map(|entry| match entry.value() {
-            IdempotencyState::Done { fingerprint, at, outcome, .. } => Some(IdempotencyImage {
-                key: entry.key().to_string(),
-                fingerprint: *fingerprint,
-                at: *at,
-                outcome: outcome.clone(),
-            }),
-            IdempotencyState::Pending { .. } => None,
+        .into_iter()
+        .map(|(key, fingerprint, at, outcome)| IdempotencyImage {
+            key: key.into_string(),
+            fingerprint,
+            at,
+            outcome: Outcome::clone(&outcome),
         })
         .collect();
     Image {
-        lsn,
+        lsn: captured.lsn,
         taken_at: now,
-        next_reservation_id: state.next_reservation_id.load(Ordering::Relaxed),
-        locations: table.defs.clone(),
+        next_reservation_id: captured.next_reservation_id,
+        locations: captured.locations,
         skus,
         reservations,
         idempotency,
@@ -911,12 +946,12 @@ fn restore(state: &State, image: &Image) {
         let code: Arc<str> = sku.def.code.as_str().into();
         codes.insert(sku.def.code.as_str(), code.clone());
         let mut shard = state.shards[state.shard_of(&sku.def.code)].lock();
-        shard.skus.insert(code.clone(), SkuEntry { code, def: sku.def.clone(), cells: sku.cells.clone() });
+        shard.skus.insert(code.clone(), SkuEntry { code, def: Arc::new(sku.def.clone()), cells: sku.cells.clone() });
     }
     let mut active = 0;
     let mut finished = Vec::new();
     for r in &image.reservations {
-        let lines: Box<[HeldLine]> = r
+        let lines: Arc<[HeldLine]> = r
             .lines
             .iter()
             .map(|line| HeldLine {
@@ -959,7 +994,7 @@ fn restore(state: &State, image: &Image) {
                 fingerprint: entry.fingerprint,
                 at: entry.at,
                 lsn: None,
-                outcome: entry.outcome.clone(),
+                outcome: Arc::new(entry.outcome.clone()),
             },
         );
     }

@@ -70,7 +70,8 @@ impl LocationTable {
 #[derive(Debug)]
 pub(crate) struct SkuEntry {
     pub code: Arc<str>,
-    pub def: SkuDef,
+    /// Shared so a snapshot copies a pointer, not the definition, while shards are locked.
+    pub def: Arc<SkuDef>,
     /// Sorted by location id.
     pub cells: Vec<(LocId, Cell)>,
 }
@@ -121,13 +122,15 @@ pub(crate) struct HeldLine {
 #[derive(Debug, Clone)]
 pub(crate) struct Reservation {
     pub id: u64,
-    pub channel: Box<str>,
-    pub customer: Option<Box<str>>,
-    pub lines: Box<[HeldLine]>,
+    // Shared pointers: a snapshot clones every live reservation while all shards are locked,
+    // so a clone must be a few reference-count increments, not allocations.
+    pub channel: Arc<str>,
+    pub customer: Option<Arc<str>>,
+    pub lines: Arc<[HeldLine]>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub status: ReservationStatus,
-    pub order_ref: Option<Box<str>>,
+    pub order_ref: Option<Arc<str>>,
     /// When it left `active`/`committed`; finished reservations are pruned after a while.
     pub finished_at: Option<Timestamp>,
 }
@@ -142,7 +145,7 @@ pub(crate) enum IdempotencyState {
         fingerprint: u64,
         at: Timestamp,
         lsn: Option<Lsn>,
-        outcome: Outcome,
+        outcome: Arc<Outcome>,
     },
 }
 
@@ -241,7 +244,7 @@ impl State {
         match self.idempotency.entry(key.into()) {
             Entry::Occupied(entry) => match entry.get() {
                 IdempotencyState::Done { fingerprint, outcome, lsn, .. } if *fingerprint == tag.fingerprint => {
-                    Ok(Some((outcome.clone(), *lsn)))
+                    Ok(Some((Outcome::clone(outcome), *lsn)))
                 }
                 IdempotencyState::Done { .. } => Err(Conflict::IdempotencyKeyReused.into()),
                 IdempotencyState::Pending { fingerprint } if *fingerprint == tag.fingerprint => {
@@ -326,7 +329,12 @@ impl State {
         if let (Some(key), Some(tag)) = (key, &record.idempotency) {
             self.idempotency.insert(
                 key.into(),
-                IdempotencyState::Done { fingerprint: tag.fingerprint, at: record.at, lsn, outcome: outcome.clone() },
+                IdempotencyState::Done {
+                    fingerprint: tag.fingerprint,
+                    at: record.at,
+                    lsn,
+                    outcome: Arc::new(outcome.clone()),
+                },
             );
         }
         Ok(lsn)
@@ -389,12 +397,14 @@ impl State {
                 let state = self.shard_mut(guards, shard)?;
                 let created = match state.skus.get_mut(def.code.as_str()) {
                     Some(entry) => {
-                        entry.def = def.clone();
+                        entry.def = Arc::new(def.clone());
                         false
                     }
                     None => {
                         let code: Arc<str> = def.code.as_str().into();
-                        state.skus.insert(code.clone(), SkuEntry { code, def: def.clone(), cells: Vec::new() });
+                        state
+                            .skus
+                            .insert(code.clone(), SkuEntry { code, def: Arc::new(def.clone()), cells: Vec::new() });
                         true
                     }
                 };
@@ -613,7 +623,7 @@ impl State {
             id: reserve.id,
             channel: reserve.channel.as_str().into(),
             customer: reserve.customer.as_deref().map(Into::into),
-            lines: held.into_boxed_slice(),
+            lines: held.into(),
             created_at: at,
             expires_at: reserve.expires_at,
             status: ReservationStatus::Active,
