@@ -843,12 +843,15 @@ fn into_reservation(ack: Ack<Outcome>) -> Result<Ack<ReservationView>> {
     }
 }
 
+/// One SKU's cells by location.
+type Cells = Vec<(LocId, crate::cell::Cell)>;
+
 /// What a snapshot copies while every lock is held: pointers and plain values only.
 struct Captured {
     lsn: Lsn,
     next_reservation_id: u64,
     locations: Vec<LocationDef>,
-    skus: Vec<(Arc<SkuDef>, Vec<(LocId, crate::cell::Cell)>)>,
+    skus: Vec<(Arc<SkuDef>, Cells)>,
     reservations: Vec<Reservation>,
     idempotency: Vec<(Box<str>, u64, Timestamp, Arc<Outcome>)>,
 }
