@@ -871,7 +871,8 @@ fn capture(state: &State, wal: &Wal) -> Captured {
         .flat_map(|guard| guard.skus.values())
         .map(|entry| (entry.def.clone(), entry.cells.clone()))
         .collect();
-    let reservations = state.reservations.iter().map(|r| r.value().clone()).collect();
+    let mut reservations = Vec::with_capacity(state.reservations.len());
+    reservations.extend(state.reservations.iter().map(|r| r.value().clone()));
     let idempotency = state
         .idempotency
         .iter()

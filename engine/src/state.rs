@@ -92,6 +92,11 @@ impl SkuEntry {
         let i = match self.cells.binary_search_by_key(&location, |(id, _)| *id) {
             Ok(i) => i,
             Err(i) => {
+                // Grow by an eighth, not double: there may be a million cells and a cell is
+                // created once per (SKU, location), so memory matters more than copies here.
+                if self.cells.len() == self.cells.capacity() {
+                    self.cells.reserve_exact((self.cells.len() / 8).max(4));
+                }
                 self.cells.insert(i, (location, Cell::default()));
                 i
             }
