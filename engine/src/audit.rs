@@ -27,6 +27,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::command::{AdjustChange, Command, LogRecord};
 use crate::docstore::DocumentStore;
+use crate::state::HoldChange;
 use crate::time::Timestamp;
 use crate::view::Outcome;
 use crate::wal::Lsn;
@@ -327,12 +328,9 @@ pub(crate) fn movements_of(
             .iter()
             .map(|line| {
                 let qty = i64::from(line.qty);
-                let (on_hand, reserved, committed) = match &record.command {
-                    Command::Reserve(_) => (0, qty, 0),
-                    Command::Commit { .. } => (0, -qty, qty),
-                    Command::Fulfill { .. } => (-qty, 0, -qty),
-                    Command::Cancel { .. } => (0, 0, -qty),
-                    _ => (0, -qty, 0),
+                let (on_hand, reserved, committed) = match HoldChange::of(&record.command) {
+                    Some((_, _, change)) => change.deltas(qty),
+                    None => (0, qty, 0),
                 };
                 Movement {
                     reservation: Some(view.id),

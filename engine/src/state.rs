@@ -154,6 +154,57 @@ pub(crate) enum IdempotencyState {
     },
 }
 
+/// How a reservation's status change moves the units of each of its cells.
+///
+/// The one place these rules live: applying a command and describing it in the audit trail
+/// both read them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HoldChange {
+    /// Held units are let go (release, expiry).
+    Release,
+    /// Held units become committed to an order.
+    Commit,
+    /// Committed units leave the building.
+    Ship,
+    /// Committed units are freed (order cancelled).
+    Uncommit,
+}
+
+impl HoldChange {
+    /// The status a command moves a reservation from and to, and what it does to its cells.
+    pub fn of(command: &Command) -> Option<(ReservationStatus, ReservationStatus, HoldChange)> {
+        use ReservationStatus::*;
+        Some(match command {
+            Command::Commit { .. } => (Active, Committed, HoldChange::Commit),
+            Command::Fulfill { .. } => (Committed, Fulfilled, HoldChange::Ship),
+            Command::Release { .. } => (Active, Released, HoldChange::Release),
+            Command::Cancel { .. } => (Committed, Cancelled, HoldChange::Uncommit),
+            Command::Expire { .. } => (Active, Expired, HoldChange::Release),
+            _ => return None,
+        })
+    }
+
+    /// Changes of (`on_hand`, `reserved`, `committed`) for `qty` units.
+    pub fn deltas(self, qty: i64) -> (i64, i64, i64) {
+        match self {
+            HoldChange::Release => (0, -qty, 0),
+            HoldChange::Commit => (0, -qty, qty),
+            HoldChange::Ship => (-qty, 0, -qty),
+            HoldChange::Uncommit => (0, 0, -qty),
+        }
+    }
+
+    fn apply(self, cell: &mut Cell, qty: i64, today: crate::time::Day) {
+        let (on_hand, reserved, committed) = self.deltas(qty);
+        cell.reserved += reserved;
+        cell.committed += committed;
+        if on_hand < 0 {
+            // Shipping takes lots earliest-expiring first; a count may have left fewer units.
+            cell.ship((-on_hand).min(cell.on_hand), today);
+        }
+    }
+}
+
 /// Who asked, and with which idempotency key.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
@@ -493,79 +544,28 @@ impl State {
                 self.shard_mut(guards, home)?.expiries.push(Reverse((*expires_at, *id)));
                 Ok(Outcome::Reservation(view))
             }
-            Command::Commit { id, order_ref } => {
-                let done = self.transition(
-                    *id,
-                    ReservationStatus::Active,
-                    ReservationStatus::Committed,
-                    record.at,
-                    guards,
-                    |cell, qty| {
-                        cell.reserved -= qty;
-                        cell.committed += qty;
-                    },
-                    order_ref.as_deref(),
-                )?;
-                Ok(Outcome::Reservation(done))
+            Command::Expire { id } if self.reservations.get(id).is_none_or(|r| r.expires_at > record.at) => {
+                Err(Conflict::Other(format!("reservation {id} is not due to expire")).into())
             }
-            Command::Fulfill { id } => {
+            Command::Commit { id, .. }
+            | Command::Fulfill { id }
+            | Command::Release { id }
+            | Command::Cancel { id }
+            | Command::Expire { id } => {
+                let (from, to, change) =
+                    HoldChange::of(&record.command).ok_or_else(|| EngineError::Internal("not a transition".into()))?;
+                let order_ref = match &record.command {
+                    Command::Commit { order_ref, .. } => order_ref.as_deref(),
+                    _ => None,
+                };
                 let done = self.transition(
                     *id,
-                    ReservationStatus::Committed,
-                    ReservationStatus::Fulfilled,
+                    from,
+                    to,
                     record.at,
                     guards,
-                    |cell, qty| {
-                        cell.committed -= qty;
-                        cell.ship(qty.min(cell.on_hand), today);
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Reservation(done))
-            }
-            Command::Release { id } => {
-                let done = self.transition(
-                    *id,
-                    ReservationStatus::Active,
-                    ReservationStatus::Released,
-                    record.at,
-                    guards,
-                    |cell, qty| {
-                        cell.reserved -= qty;
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Reservation(done))
-            }
-            Command::Cancel { id } => {
-                let done = self.transition(
-                    *id,
-                    ReservationStatus::Committed,
-                    ReservationStatus::Cancelled,
-                    record.at,
-                    guards,
-                    |cell, qty| {
-                        cell.committed -= qty;
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Reservation(done))
-            }
-            Command::Expire { id } => {
-                let due = self.reservations.get(id).is_some_and(|r| r.expires_at <= record.at);
-                if !due {
-                    return Err(Conflict::Other(format!("reservation {id} is not due to expire")).into());
-                }
-                let done = self.transition(
-                    *id,
-                    ReservationStatus::Active,
-                    ReservationStatus::Expired,
-                    record.at,
-                    guards,
-                    |cell, qty| {
-                        cell.reserved -= qty;
-                    },
-                    None,
+                    |cell, qty| change.apply(cell, qty, today),
+                    order_ref,
                 )?;
                 Ok(Outcome::Reservation(done))
             }
