@@ -4,6 +4,8 @@
 //! role check, the metrics' `route` label and `/openapi.json` all read it, and a test checks
 //! that every `/v1` route appears in the OpenAPI document.
 
+use std::sync::OnceLock;
+
 use crate::auth::Area;
 use crate::problem::ApiError;
 
@@ -137,44 +139,39 @@ pub struct Matched<'p> {
     pub params: Vec<&'p str>,
 }
 
-fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
-    let mut params = Vec::new();
-    let mut have = path.split('/');
-    for want in template.split('/') {
-        let segment = have.next()?;
-        if want.starts_with('{') {
-            if segment.is_empty() {
-                return None;
+/// Templates to the routes that share them, one per method; built once.
+fn table() -> &'static matchit::Router<Vec<&'static Route>> {
+    static TABLE: OnceLock<matchit::Router<Vec<&'static Route>>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut by_template: Vec<(&'static str, Vec<&'static Route>)> = Vec::new();
+        for route in ROUTES {
+            match by_template.iter_mut().find(|(template, _)| *template == route.template) {
+                Some((_, routes)) => routes.push(route),
+                None => by_template.push((route.template, vec![route])),
             }
-            params.push(segment);
-        } else if want != segment {
-            return None;
         }
-    }
-    have.next().is_none().then_some(params)
+        let mut table = matchit::Router::new();
+        for (template, routes) in by_template {
+            // The route table is static and checked by tests: a conflict is a bug in it.
+            table.insert(template, routes).expect("route templates do not conflict");
+        }
+        table
+    })
 }
 
 /// Finds the route for a request. Literal segments beat parameters
 /// (`/v1/stock/movements` is not the stock of a SKU called `movements`).
 pub fn find<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, ApiError> {
-    let mut best: Option<Matched<'p>> = None;
-    let mut allowed: Vec<&'static str> = Vec::new();
-    for route in ROUTES {
-        let Some(params) = match_template(route.template, path) else { continue };
-        if route.method != method {
-            allowed.push(route.method);
-            continue;
-        }
-        if best.as_ref().is_none_or(|b| params.len() < b.params.len()) {
-            best = Some(Matched { route, params });
-        }
+    let not_found = || ApiError::NotFound(format!("no route for {path}"));
+    let found = table().at(path).map_err(|_| not_found())?;
+    if found.params.iter().any(|(_, value)| value.is_empty()) {
+        return Err(not_found());
     }
-    match best {
-        Some(found) => Ok(found),
-        None if allowed.is_empty() => Err(ApiError::NotFound(format!("no route for {path}"))),
+    match found.value.iter().find(|route| route.method == method) {
+        Some(route) => Ok(Matched { route, params: found.params.iter().map(|(_, value)| value).collect() }),
         None => {
+            let mut allowed: Vec<&str> = found.value.iter().map(|route| route.method).collect();
             allowed.sort_unstable();
-            allowed.dedup();
             Err(ApiError::MethodNotAllowed(allowed.join(", ")))
         }
     }
