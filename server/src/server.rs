@@ -54,17 +54,34 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Re
     config.validate()?;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+    let dir = data_dir.clone();
+    let storage = tokio::task::spawn_blocking(move || Storage::dir(&dir))
+        .await?
+        .map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    serve(config, storage, listener, shutdown).await
+}
+
+/// Serves on a bound listener with the engine on `storage`; `run` is this with the data
+/// directory's files. Tests use it to put the engine on storage they can make fail.
+pub async fn serve(
+    config: ServerConfig,
+    storage: Storage,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
 
     let metrics = Metrics::new()?;
     let mut engine_config = EngineConfig::default();
     engine_config.wal.durability = config.durability;
     engine_config.wal.observer = Some(metrics.wal_observer());
-    let dir = data_dir.clone();
-    let (engine, report) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
-        let storage = Storage::dir(&dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
-        Ok(Engine::open(engine_config, storage)?)
-    })
-    .await??;
+    let (engine, report) =
+        tokio::task::spawn_blocking(move || -> Result<_, ServerError> { Ok(Engine::open(engine_config, storage)?) })
+            .await??;
     metrics.recovery_duration.set(report.duration.as_secs_f64());
     tracing::info!(
         snapshot = ?report.snapshot,
@@ -81,8 +98,6 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Re
         println!("admin token (also written to {}): {secret}", path.display());
     }
 
-    let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     tracing::info!(address = %local, "listening");
     // Machine-readable for scripts and tests that bind port 0.

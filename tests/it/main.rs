@@ -2,5 +2,6 @@
 
 mod http_api;
 mod http_crash;
+mod http_readonly;
 mod kill9;
 mod support;

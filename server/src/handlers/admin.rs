@@ -24,8 +24,11 @@ pub fn readyz(app: &Arc<App>) -> Result<Reply, ApiError> {
         return Err(ApiError::ShuttingDown);
     }
     match app.engine.read_only_reason() {
-        // Ops need the reason; it names a file and an OS error, nothing secret.
-        Some(reason) => Err(EngineError::ReadOnly { reason }.into()),
+        // Ops need the reason (SPEC §3: say why in /readyz); it names a file and an OS error,
+        // nothing secret. Writes get the generic problem; this probe gets the cause.
+        Some(reason) => {
+            Reply::json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "read_only", "reason": reason}))
+        }
         None => Reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
     }
 }
