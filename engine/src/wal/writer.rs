@@ -302,6 +302,11 @@ pub(crate) fn start_segment(
     Ok(())
 }
 
+/// A batch at least this large means many writers are waiting: wait [`GROUP_COMMIT_DELAY`]
+/// before taking the next batch.
+const GROUP_COMMIT_SIBLINGS_MIN: u64 = 8;
+const GROUP_COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// The body of the "aisle-wal" thread: sleep until there is work, commit a batch, repeat.
 pub(crate) fn run(shared: Arc<Shared>) {
     let interval = shared.config.async_sync_interval;
@@ -329,6 +334,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             pending.closing
         };
         let force_sync = closing || sync_due.is_some_and(|due| Instant::now() >= due);
+        let written_before = shared.written_lsn.load(Ordering::Acquire);
         {
             let mut segment = shared.segment.lock();
             // Errors reach callers through the read-only state; the thread itself just goes on
@@ -337,6 +343,13 @@ pub(crate) fn run(shared: Arc<Shared>) {
         }
         if closing {
             break;
+        }
+        // Under load, the waiters just woken are about to submit again: a short pause lets
+        // them join the next batch instead of leaving it to the half that arrived during the
+        // fdatasync (two half-full batches per round trip). Idle or light load never waits.
+        let batch = shared.written_lsn.load(Ordering::Acquire).saturating_sub(written_before);
+        if !lazy_sync && batch >= GROUP_COMMIT_SIBLINGS_MIN {
+            std::thread::sleep(GROUP_COMMIT_DELAY);
         }
         let unsynced = shared.synced_lsn.load(Ordering::Acquire) < shared.written_lsn.load(Ordering::Acquire);
         sync_due = match sync_due {
