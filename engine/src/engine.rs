@@ -621,19 +621,31 @@ impl Engine {
         let started = Instant::now();
         let captured = capture(&inner.state, &inner.wal);
         let pause = started.elapsed();
-        let image = into_image(captured, self.now());
-        let cells = image.skus.iter().map(|s| s.cells.len()).sum();
-        let lsn = image.lsn;
+        let now = self.now();
         // The image may reflect records not yet synced; never publish it ahead of the log.
         inner.wal.flush()?;
         // The log is about to go: the trail derived from it must be stored first.
         if let Some(audit) = &inner.state.audit {
             audit.flush().map_err(|e| EngineError::Storage(format!("flushing the audit trail: {e}")))?;
         }
-        let bytes = snapshot::encode(&image).map_err(|e| EngineError::Storage(e.to_string()))?.len();
-        let file =
-            snapshot::write(&inner.storage.snapshots, &image).map_err(|e| EngineError::Storage(e.to_string()))?;
-        drop(image);
+        // Building, encoding and writing the image takes seconds of CPU at a million holds; on a
+        // small machine that would starve the request path, so it runs on a thread at the
+        // lowest priority (after the copy: a low-priority thread must never hold the locks).
+        let storage = &inner.storage.snapshots;
+        let (lsn, cells, (file, bytes)) = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("aisle-snapshot-write".into())
+                .spawn_scoped(scope, move || {
+                    let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+                    let image = into_image(captured, now);
+                    let cells: usize = image.skus.iter().map(|s| s.cells.len()).sum();
+                    snapshot::write(storage, &image).map(|written| (image.lsn, cells, written))
+                })
+                .map_err(|e| EngineError::Storage(format!("starting the snapshot writer: {e}")))?
+                .join()
+                .map_err(|_| EngineError::Internal("the snapshot writer panicked".into()))?
+                .map_err(|e| EngineError::Storage(e.to_string()))
+        })?;
         inner.wal.rotate()?;
         let wal_segments_removed = inner.wal.remove_through(lsn)?;
         snapshot::remove_older(&inner.storage.snapshots, lsn);

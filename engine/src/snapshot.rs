@@ -26,7 +26,7 @@ pub const MAGIC: [u8; 8] = *b"AISLESNP";
 pub const VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 48;
 /// Bytes of a snapshot written between two syncs of its file.
-pub const SNAPSHOT_WRITE_CHUNK_BYTES: usize = 4 << 20;
+pub const SNAPSHOT_WRITE_CHUNK_BYTES: usize = 1 << 20;
 const _: () = assert!(HEADER_LEN % 16 == 0);
 const _: () = assert!(8 + 4 + 4 + 8 + 8 + 4 <= HEADER_LEN);
 
@@ -143,8 +143,9 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Image, SnapshotError> {
     Ok(image)
 }
 
-/// Writes a snapshot durably: temp file, sync, rename, sync the directory.
-pub fn write(storage: &Arc<dyn LogStorage>, image: &Image) -> Result<String, SnapshotError> {
+/// Writes a snapshot durably: temp file, sync, rename, sync the directory. Returns the file's
+/// name and size.
+pub fn write(storage: &Arc<dyn LogStorage>, image: &Image) -> Result<(String, usize), SnapshotError> {
     let name = file_name(image.lsn);
     let temp = format!("{name}.tmp");
     let io = |op: &'static str| {
@@ -167,7 +168,7 @@ pub fn write(storage: &Arc<dyn LogStorage>, image: &Image) -> Result<String, Sna
     drop(file);
     storage.rename(&temp, &name).map_err(io("rename"))?;
     storage.sync_dir().map_err(io("sync dir"))?;
-    Ok(name)
+    Ok((name, bytes.len()))
 }
 
 /// What loading found: the image used and the snapshots skipped as invalid.
