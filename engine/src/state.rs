@@ -551,24 +551,7 @@ impl State {
             | Command::Fulfill { id }
             | Command::Release { id }
             | Command::Cancel { id }
-            | Command::Expire { id } => {
-                let (from, to, change) =
-                    HoldChange::of(&record.command).ok_or_else(|| EngineError::Internal("not a transition".into()))?;
-                let order_ref = match &record.command {
-                    Command::Commit { order_ref, .. } => order_ref.as_deref(),
-                    _ => None,
-                };
-                let done = self.transition(
-                    *id,
-                    from,
-                    to,
-                    record.at,
-                    guards,
-                    |cell, qty| change.apply(cell, qty, today),
-                    order_ref,
-                )?;
-                Ok(Outcome::Reservation(done))
-            }
+            | Command::Expire { id } => Ok(Outcome::Reservation(self.transition(record, *id, guards)?)),
         }
     }
 
@@ -644,18 +627,16 @@ impl State {
         Ok(Outcome::Reservation(view))
     }
 
-    /// Moves a reservation from `from` to `to`, changing each of its cells with `change`.
-    #[allow(clippy::too_many_arguments)]
-    fn transition(
-        &self,
-        id: u64,
-        from: ReservationStatus,
-        to: ReservationStatus,
-        at: Timestamp,
-        guards: &mut Guards<'_>,
-        change: impl Fn(&mut Cell, i64),
-        order_ref: Option<&str>,
-    ) -> Result<ReservationView> {
+    /// Moves reservation `id` along the status change its command names ([`HoldChange::of`]),
+    /// changing each of its cells accordingly.
+    fn transition(&self, record: &LogRecord, id: u64, guards: &mut Guards<'_>) -> Result<ReservationView> {
+        let (from, to, change) =
+            HoldChange::of(&record.command).ok_or_else(|| EngineError::Internal("not a transition".into()))?;
+        let order_ref = match &record.command {
+            Command::Commit { order_ref, .. } => order_ref.as_deref(),
+            _ => None,
+        };
+        let (at, today) = (record.at, day_of(record.at));
         // One map entry, locked once: its lines change the cells, then its status moves.
         let (view, home) = {
             let mut reservation = self
@@ -675,7 +656,7 @@ impl State {
                 let cell = entry
                     .cell_mut(line.location)
                     .ok_or_else(|| EngineError::Internal(format!("reservation {id} holds a missing cell")))?;
-                change(cell, i64::from(line.qty));
+                change.apply(cell, i64::from(line.qty), today);
             }
             reservation.status = to;
             if let Some(order_ref) = order_ref {
