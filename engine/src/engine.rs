@@ -22,7 +22,10 @@ use crate::error::{EngineError, Entity, FieldError, Result};
 use crate::limits::*;
 use crate::model::{check_channel, check_code, check_text, finish, LocationDef, SkuDef};
 use crate::snapshot::{self, HeldLineImage, IdempotencyImage, Image, ReservationImage, SkuImage};
-use crate::state::{Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, Sink, SkuEntry, State};
+use crate::state::{
+    ChannelName, Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, ReservationCore, Sink,
+    SkuEntry, State,
+};
 use crate::time::{day_of, Clock, SystemClock, Timestamp};
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView, SkuStock, StockTotals};
 use crate::wal::{
@@ -670,12 +673,12 @@ impl Engine {
             match entry.status {
                 ReservationStatus::Active => {
                     active += 1;
-                    for line in entry.lines.iter() {
+                    for line in entry.core.lines.iter() {
                         held.entry(slot(line)).or_default().0 += i64::from(line.qty);
                     }
                 }
                 ReservationStatus::Committed => {
-                    for line in entry.lines.iter() {
+                    for line in entry.core.lines.iter() {
                         held.entry(slot(line)).or_default().1 += i64::from(line.qty);
                     }
                 }
@@ -914,14 +917,15 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
         .into_iter()
         .map(|r| ReservationImage {
             id: r.id,
-            channel: r.channel.to_string(),
-            customer: r.customer.as_deref().map(str::to_owned),
+            channel: r.core.channel.to_string(),
+            customer: r.core.customer.as_deref().map(str::to_owned),
             lines: r
+                .core
                 .lines
                 .iter()
                 .map(|line| HeldLineImage { sku: line.sku.to_string(), location: line.location, qty: line.qty })
                 .collect(),
-            created_at: r.created_at,
+            created_at: r.core.created_at,
             expires_at: r.expires_at,
             status: r.status,
             order_ref: r.order_ref.as_deref().map(str::to_owned),
@@ -969,7 +973,7 @@ fn restore(state: &State, image: &Image) {
     let mut active = 0;
     let mut finished = Vec::new();
     for r in &image.reservations {
-        let lines: Arc<[HeldLine]> = r
+        let lines: Box<[HeldLine]> = r
             .lines
             .iter()
             .map(|line| HeldLine {
@@ -981,10 +985,13 @@ fn restore(state: &State, image: &Image) {
             .collect();
         let reservation = Reservation {
             id: r.id,
-            channel: r.channel.as_str().into(),
-            customer: r.customer.as_deref().map(Into::into),
-            lines,
-            created_at: r.created_at,
+            core: Arc::new(ReservationCore {
+                // An image holds only channels that were valid when reserved.
+                channel: ChannelName::from(&r.channel).unwrap_or_default(),
+                customer: r.customer.as_deref().map(Into::into),
+                lines,
+                created_at: r.created_at,
+            }),
             expires_at: r.expires_at,
             status: r.status,
             order_ref: r.order_ref.as_deref().map(Into::into),

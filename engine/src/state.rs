@@ -124,15 +124,25 @@ pub(crate) struct HeldLine {
     pub qty: u32,
 }
 
+/// A channel name stored inline (validated to at most `CHANNEL_LEN_MAX` ASCII bytes).
+pub(crate) type ChannelName = arrayvec::ArrayString<CHANNEL_LEN_MAX>;
+
+/// What never changes about a reservation once made.
+#[derive(Debug)]
+pub(crate) struct ReservationCore {
+    /// Inline: channel names are short, and the reserve path should not allocate for one.
+    pub channel: ChannelName,
+    pub customer: Option<Box<str>>,
+    pub lines: Box<[HeldLine]>,
+    pub created_at: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Reservation {
     pub id: u64,
-    // Shared pointers: a snapshot clones every live reservation while all shards are locked,
-    // so a clone must be a few reference-count increments, not allocations.
-    pub channel: Arc<str>,
-    pub customer: Option<Arc<str>>,
-    pub lines: Arc<[HeldLine]>,
-    pub created_at: Timestamp,
+    /// Shared: a snapshot clones every reservation while all shards are locked, so a clone
+    /// must be one reference-count increment and a few plain fields.
+    pub core: Arc<ReservationCore>,
     pub expires_at: Timestamp,
     pub status: ReservationStatus,
     pub order_ref: Option<Arc<str>>,
@@ -416,7 +426,7 @@ impl State {
                     .reservations
                     .get(id)
                     .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
-                reservation.lines.iter().map(|l| self.shard_of(&l.sku)).collect()
+                reservation.core.lines.iter().map(|l| self.shard_of(&l.sku)).collect()
             }
         })
     }
@@ -609,10 +619,13 @@ impl State {
         }
         let reservation = Reservation {
             id: reserve.id,
-            channel: reserve.channel.as_str().into(),
-            customer: reserve.customer.as_deref().map(Into::into),
-            lines: held.into(),
-            created_at: at,
+            core: Arc::new(ReservationCore {
+                channel: ChannelName::from(&reserve.channel)
+                    .map_err(|_| EngineError::invalid("channel", "too long"))?,
+                customer: reserve.customer.as_deref().map(Into::into),
+                lines: held.into(),
+                created_at: at,
+            }),
             expires_at: reserve.expires_at,
             status: ReservationStatus::Active,
             order_ref: None,
@@ -651,7 +664,7 @@ impl State {
                 }
                 .into());
             }
-            for line in reservation.lines.iter() {
+            for line in reservation.core.lines.iter() {
                 let entry = self.sku_mut(guards, &line.sku)?;
                 let cell = entry
                     .cell_mut(line.location)
@@ -707,19 +720,20 @@ impl State {
 
     /// The shard whose expiry heap tracks a reservation: the lowest of its lines' shards.
     pub fn home_shard(&self, reservation: &Reservation) -> usize {
-        reservation.lines.iter().map(|line| self.shard_of(&line.sku)).min().unwrap_or(0)
+        reservation.core.lines.iter().map(|line| self.shard_of(&line.sku)).min().unwrap_or(0)
     }
 
     pub fn view(&self, reservation: &Reservation) -> ReservationView {
         ReservationView {
             id: reservation.id,
-            channel: reservation.channel.to_string(),
-            customer: reservation.customer.as_deref().map(str::to_owned),
+            channel: reservation.core.channel.to_string(),
+            customer: reservation.core.customer.as_deref().map(str::to_owned),
             status: reservation.status,
-            created_at: reservation.created_at,
+            created_at: reservation.core.created_at,
             expires_at: reservation.expires_at,
             order_ref: reservation.order_ref.as_deref().map(str::to_owned),
             lines: reservation
+                .core
                 .lines
                 .iter()
                 .map(|line| ReserveLine {
