@@ -11,6 +11,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::flash::FlashSaleDef;
 use crate::model::{LocationDef, SkuDef};
 use crate::time::{Day, Timestamp};
 
@@ -63,6 +64,14 @@ pub enum Command {
     Expire {
         id: u64,
     },
+    /// A flash sale is created or changed; its pool is carved out of stock.
+    PutFlashSale(FlashSaleDef),
+    /// A customer claims units of a flash sale's pool: a reservation with the sale's hold time.
+    Claim(Claim),
+    /// A flash sale reached `ends_at`: its unclaimed units go back to the cell(s).
+    EndFlashSale {
+        code: String,
+    },
 }
 
 impl Command {
@@ -81,6 +90,9 @@ impl Command {
             Command::Release { .. } => "release",
             Command::Cancel { .. } => "cancel",
             Command::Expire { .. } => "expire",
+            Command::PutFlashSale(_) => "put_flash_sale",
+            Command::Claim(_) => "claim",
+            Command::EndFlashSale { .. } => "end_flash_sale",
         }
     }
 }
@@ -176,6 +188,18 @@ pub struct Reserve {
     pub expires_at: Timestamp,
     /// Merged: at most one line per (sku, location).
     pub lines: Vec<ReserveLine>,
+}
+
+/// A flash-sale claim. Which cell(s) of the pool it takes from follows from the pool's state,
+/// so replay picks the same ones.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub sale: String,
+    /// The id of the reservation the claim becomes.
+    pub id: u64,
+    pub channel: String,
+    pub customer: String,
+    pub qty: u32,
 }
 
 /// Encodes a record for the log.

@@ -19,9 +19,10 @@ use crate::command::{
 };
 use crate::docstore::{DocumentStore, MemoryStore, SledStore};
 use crate::error::{EngineError, Entity, FieldError, Result};
+use crate::flash::{Sale, SaleState};
 use crate::limits::*;
 use crate::model::{check_channel, check_code, check_text, finish, LocationDef, SkuDef};
-use crate::snapshot::{self, HeldLineImage, IdempotencyImage, Image, ReservationImage, SkuImage};
+use crate::snapshot::{self, HeldLineImage, IdempotencyImage, Image, ReservationImage, SaleImage, SkuImage};
 use crate::state::{
     ChannelName, Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, ReservationCore, Sink,
     SkuEntry, State,
@@ -206,10 +207,10 @@ pub struct SnapshotInfo {
     pub pause: Duration,
 }
 
-struct Inner {
-    state: State,
-    wal: Wal,
-    config: EngineConfig,
+pub(crate) struct Inner {
+    pub(crate) state: State,
+    pub(crate) wal: Wal,
+    pub(crate) config: EngineConfig,
     storage: Storage,
     snapshot_lock: Mutex<()>,
     last_snapshot_lsn: AtomicU64,
@@ -223,7 +224,7 @@ struct Inner {
 /// The inventory engine. Cheap to clone; every clone is the same engine.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -232,7 +233,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-const SYSTEM_ACTOR: &str = "system";
+pub(crate) const SYSTEM_ACTOR: &str = "system";
 
 impl Engine {
     /// Recovers from the newest valid snapshot plus the log after it, then starts the
@@ -284,12 +285,12 @@ impl Engine {
         Ok((engine, report))
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.inner.config.clock.now()
     }
 
     /// Logs and applies one command built at time `at`.
-    fn submit(&self, ctx: Context<'_>, at: Timestamp, command: Command) -> Result<Ack<Outcome>> {
+    pub(crate) fn submit(&self, ctx: Context<'_>, at: Timestamp, command: Command) -> Result<Ack<Outcome>> {
         check_context(&ctx)?;
         self.inner.wal.admit()?;
         if self.inner.state.audit.as_ref().is_some_and(|audit| !audit.has_room()) {
@@ -505,6 +506,7 @@ impl Engine {
                 }
             }
         }
+        expired += self.expire_claims_and_end_sales(now)?;
         Ok(expired)
     }
 
@@ -666,7 +668,17 @@ impl Engine {
     pub fn check_invariants(&self) -> Result<(), String> {
         let state = &self.inner.state;
         let guards = state.lock_all();
+        let sales = state.all_sales();
+        let sale_states: Vec<_> = sales.iter().map(|sale| sale.state.lock()).collect();
         let mut held: HashMap<(String, LocId), (i64, i64)> = HashMap::new();
+        for sale in &sale_states {
+            if !sale.ended {
+                for share in &sale.pool {
+                    held.entry((sale.def.sku.clone(), share.location)).or_default().0 += i64::from(share.remaining);
+                }
+            }
+        }
+        crate::flash::check_sales(&sale_states, state)?;
         let mut active = 0;
         for entry in state.reservations.iter() {
             let slot = |line: &HeldLine| (line.sku.to_string(), line.location);
@@ -871,6 +883,7 @@ struct Captured {
     skus: Vec<(Arc<SkuDef>, Cells)>,
     reservations: Vec<Reservation>,
     idempotency: Vec<(Box<str>, u64, Timestamp, Arc<Outcome>)>,
+    sales: Vec<SaleState>,
 }
 
 /// Copies the whole state, holding every lock for the copy only; [`into_image`] then builds
@@ -880,6 +893,9 @@ fn capture(state: &State, wal: &Wal) -> Captured {
     // holding their shards); taking them the other way round here could deadlock behind a
     // waiting location writer.
     let guards = state.lock_all();
+    // No sale is created without a shard lock, so the table cannot grow under this copy.
+    let sales = state.all_sales();
+    let sale_states: Vec<SaleState> = sales.iter().map(|sale| sale.state.lock().clone()).collect();
     let table = state.locations.read();
     // Every record appended so far was appended under one of the locks now held.
     let lsn = wal.last_lsn();
@@ -907,6 +923,7 @@ fn capture(state: &State, wal: &Wal) -> Captured {
         skus,
         reservations,
         idempotency,
+        sales: sale_states,
     }
 }
 
@@ -930,6 +947,19 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
             status: r.status,
             order_ref: r.order_ref.as_deref().map(str::to_owned),
             finished_at: r.finished_at,
+            sale: r.core.sale.as_ref().map(|sale| sale.code.to_string()),
+        })
+        .collect();
+    let sales = captured
+        .sales
+        .into_iter()
+        .map(|sale| SaleImage {
+            pool: sale.pool.iter().map(|share| (share.location, share.remaining)).collect(),
+            held: sale.held,
+            sold: sale.sold,
+            ended: sale.ended,
+            customers: sale.customers.into_iter().map(|(customer, count)| (customer.into_string(), count)).collect(),
+            def: sale.def,
         })
         .collect();
     let idempotency = captured
@@ -950,6 +980,7 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
         skus,
         reservations,
         idempotency,
+        sales,
     }
 }
 
@@ -969,6 +1000,24 @@ fn restore(state: &State, image: &Image) {
         codes.insert(sku.def.code.as_str(), code.clone());
         let mut shard = state.shards[state.shard_of(&sku.def.code)].lock();
         shard.skus.insert(code.clone(), SkuEntry { code, def: Arc::new(sku.def.clone()), cells: sku.cells.clone() });
+    }
+    let mut sales: HashMap<&str, Arc<Sale>> = HashMap::with_capacity(image.sales.len());
+    for sale in &image.sales {
+        let restored = Arc::new(Sale::new(SaleState {
+            def: sale.def.clone(),
+            pool: sale
+                .pool
+                .iter()
+                .map(|&(location, remaining)| crate::flash::PoolCell { location, remaining })
+                .collect(),
+            held: sale.held,
+            sold: sale.sold,
+            ended: sale.ended,
+            customers: sale.customers.iter().map(|(customer, count)| (customer.as_str().into(), *count)).collect(),
+            expiries: Default::default(),
+        }));
+        state.sales.write().insert(sale.def.code.as_str().into(), restored.clone());
+        sales.insert(sale.def.code.as_str(), restored);
     }
     let mut active = 0;
     let mut finished = Vec::new();
@@ -991,6 +1040,7 @@ fn restore(state: &State, image: &Image) {
                 customer: r.customer.as_deref().map(Into::into),
                 lines,
                 created_at: r.created_at,
+                sale: r.sale.as_deref().and_then(|code| sales.get(code).cloned()),
             }),
             expires_at: r.expires_at,
             status: r.status,
@@ -1000,7 +1050,11 @@ fn restore(state: &State, image: &Image) {
         let home = state.home_shard(&reservation);
         if reservation.status == ReservationStatus::Active {
             active += 1;
-            state.shards[home].lock().expiries.push(Reverse((reservation.expires_at, reservation.id)));
+            let due = Reverse((reservation.expires_at, reservation.id));
+            match &reservation.core.sale {
+                Some(sale) => sale.state.lock().expiries.push(due),
+                None => state.shards[home].lock().expiries.push(due),
+            }
         }
         if let Some(finished_at) = reservation.finished_at {
             finished.push((finished_at, reservation.id, home));

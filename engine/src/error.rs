@@ -29,6 +29,7 @@ pub enum Entity {
     Location,
     Reservation,
     Cell,
+    FlashSale,
 }
 
 impl std::fmt::Display for Entity {
@@ -38,6 +39,7 @@ impl std::fmt::Display for Entity {
             Entity::Location => "location",
             Entity::Reservation => "reservation",
             Entity::Cell => "stock cell",
+            Entity::FlashSale => "flash sale",
         })
     }
 }
@@ -60,6 +62,14 @@ pub enum Conflict {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyKeyInProgress,
+    /// The sale's pool has fewer units left than claimed.
+    #[error("flash sale {sale} is sold out ({remaining} left)")]
+    SoldOut { sale: String, remaining: u32 },
+    /// The customer already holds or bought as many units as the sale allows.
+    #[error("flash sale {sale} allows {limit} unit(s) per customer; this customer has {already}")]
+    PerCustomerLimit { sale: String, limit: u32, already: u32 },
+    #[error("flash sale {sale} is {status}")]
+    SaleNotActive { sale: String, status: &'static str },
     #[error("{0}")]
     Other(String),
 }

@@ -11,6 +11,7 @@
 //! - [`wal`]: the write-ahead log: segment files, framing, group commit, recovery scan.
 //! - [`snapshot`]: the snapshot file format.
 //! - [`audit`]: the audit trail (movements), stored through [`docstore`] (sled by default).
+//! - [`flash`]: flash sales: pools carved out of cells, claims, the lock-free sold-out answer.
 //! - [`view`]: what queries and commands answer.
 //!
 //! # Use
@@ -48,6 +49,7 @@ pub mod command;
 pub mod docstore;
 pub mod engine;
 pub mod error;
+pub mod flash;
 pub mod limits;
 pub mod model;
 pub mod snapshot;

@@ -46,6 +46,14 @@ pub const FINISHED_RESERVATION_RETENTION_MS: i64 = 60 * 60 * 1000;
 pub const FINISHED_RESERVATIONS_PER_SHARD_MAX: usize = 4096;
 /// Expiries released per shard in one sweep step, so a sweep never holds a shard for long.
 pub const EXPIRIES_PER_SWEEP_STEP_MAX: usize = 1024;
+/// Flash sales kept at once.
+pub const FLASH_SALES_MAX: usize = 10_000;
+/// Units one customer may hold or buy in one flash sale.
+pub const PER_CUSTOMER_LIMIT_MAX: u32 = 1_000;
+/// Longest flash sale, start to end (31 days).
+pub const FLASH_SALE_WINDOW_MS_MAX: i64 = 31 * 24 * 60 * 60 * 1000;
+/// Claims released per sale in one sweep step.
+pub const CLAIM_EXPIRIES_PER_SWEEP_STEP_MAX: usize = 4096;
 /// Shards: a power of two so a hash maps to a shard with a mask.
 pub const SHARDS_MAX: usize = 4096;
 /// Stock cells one SKU may have (one per location).

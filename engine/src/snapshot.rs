@@ -17,13 +17,15 @@ use std::sync::Arc;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::cell::Cell;
+use crate::flash::FlashSaleDef;
 use crate::model::{LocationDef, SkuDef};
 use crate::time::Timestamp;
 use crate::view::{Outcome, ReservationStatus};
 use crate::wal::{LogStorage, Lsn};
 
 pub const MAGIC: [u8; 8] = *b"AISLESNP";
-pub const VERSION: u32 = 1;
+/// 2: flash sales, and the sale of each claim.
+pub const VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 48;
 /// Bytes of a snapshot written between two syncs of its file.
 pub const SNAPSHOT_WRITE_CHUNK_BYTES: usize = 1 << 20;
@@ -40,6 +42,19 @@ pub struct Image {
     pub skus: Vec<SkuImage>,
     pub reservations: Vec<ReservationImage>,
     pub idempotency: Vec<IdempotencyImage>,
+    pub sales: Vec<SaleImage>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SaleImage {
+    pub def: FlashSaleDef,
+    /// (location index, units remaining in the pool), in claim order.
+    pub pool: Vec<(u32, u32)>,
+    pub held: u32,
+    pub sold: u32,
+    pub ended: bool,
+    /// Held plus sold units per customer.
+    pub customers: Vec<(String, u32)>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -67,6 +82,8 @@ pub struct ReservationImage {
     pub status: ReservationStatus,
     pub order_ref: Option<String>,
     pub finished_at: Option<Timestamp>,
+    /// The flash sale it is a claim on.
+    pub sale: Option<String>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -81,6 +98,9 @@ pub struct IdempotencyImage {
 pub enum SnapshotError {
     #[error("snapshot {file}: {reason}")]
     Invalid { file: String, reason: String },
+    /// Written by another version of aisle: never skipped, since the log it covers is gone.
+    #[error("snapshot {file}: format version {found} is not supported (this build reads {VERSION})")]
+    Version { file: String, found: u32 },
     #[error("snapshot {file}: {op}: {source}")]
     Io { file: String, op: &'static str, source: std::io::Error },
 }
@@ -125,7 +145,7 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Image, SnapshotError> {
         u64::from_le_bytes(b)
     };
     if u32_at(8) != VERSION {
-        return Err(invalid(format!("unsupported version {}", u32_at(8))));
+        return Err(SnapshotError::Version { file: file.to_owned(), found: u32_at(8) });
     }
     let lsn = u64_at(16);
     let body_len = u64_at(24) as usize;
@@ -203,6 +223,7 @@ pub fn load_newest(storage: &Arc<dyn LogStorage>) -> Result<Loaded, SnapshotErro
                 loaded.file = Some(name);
                 return Ok(loaded);
             }
+            Err(e @ SnapshotError::Version { .. }) => return Err(e),
             Err(e) => loaded.skipped.push(e.to_string()),
         }
     }

@@ -10,8 +10,9 @@
 //! order equals apply order for any two commands that touch the same cell, and a multi-SKU
 //! command is applied all-or-nothing. There is no lock shared by all reservations.
 //!
-//! Lock order: shard mutexes (ascending), then the location table, then map entries
-//! (reservations, idempotency). Nothing takes them in another order.
+//! Lock order: shard mutexes (ascending), then the sales table, then one flash sale's mutex,
+//! then the location table, then map entries (reservations, idempotency). Nothing takes them in
+//! another order. A flash-sale claim takes no shard at all ([`crate::flash`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -32,6 +33,7 @@ use crate::command::{
     Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve, ReserveLine,
 };
 use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
+use crate::flash::{PoolReturn, Sale, SaleState};
 use crate::limits::*;
 use crate::model::{LocationDef, SkuDef};
 use crate::time::{day_of, Timestamp};
@@ -135,6 +137,8 @@ pub(crate) struct ReservationCore {
     pub customer: Option<Box<str>>,
     pub lines: Box<[HeldLine]>,
     pub created_at: Timestamp,
+    /// The flash sale this reservation is a claim on.
+    pub sale: Option<Arc<Sale>>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +182,10 @@ pub(crate) enum HoldChange {
     Ship,
     /// Committed units are freed (order cancelled).
     Uncommit,
+    /// A flash-sale claim's held units go back to the sale's pool: still reserved.
+    ReleaseToPool,
+    /// A flash-sale claim's sold units go back to the sale's pool: reserved again.
+    UncommitToPool,
 }
 
 impl HoldChange {
@@ -194,6 +202,16 @@ impl HoldChange {
         })
     }
 
+    /// The change for a flash-sale claim whose freed units go `back` (to its open pool, where
+    /// they stay reserved, or to the cell once the sale has ended).
+    pub fn for_claim(self, back: PoolReturn) -> Self {
+        match (self, back) {
+            (HoldChange::Release, PoolReturn::ToPool) => HoldChange::ReleaseToPool,
+            (HoldChange::Uncommit, PoolReturn::ToPool) => HoldChange::UncommitToPool,
+            (change, _) => change,
+        }
+    }
+
     /// Changes of (`on_hand`, `reserved`, `committed`) for `qty` units.
     pub fn deltas(self, qty: i64) -> (i64, i64, i64) {
         match self {
@@ -201,6 +219,8 @@ impl HoldChange {
             HoldChange::Commit => (0, -qty, qty),
             HoldChange::Ship => (-qty, 0, -qty),
             HoldChange::Uncommit => (0, 0, -qty),
+            HoldChange::ReleaseToPool => (0, 0, 0),
+            HoldChange::UncommitToPool => (0, qty, -qty),
         }
     }
 
@@ -244,6 +264,8 @@ pub(crate) struct State {
     pub idempotency: DashMap<Box<str>, IdempotencyState, FxBuildHasher>,
     pub next_reservation_id: AtomicU64,
     pub active_reservations: AtomicI64,
+    /// Flash sales by code; read-mostly (claims only clone an entry out).
+    pub sales: RwLock<FxHashMap<Box<str>, Arc<Sale>>>,
     /// Where applied records' movements go; `None` when nothing is logged.
     pub audit: Option<AuditLog>,
 }
@@ -255,7 +277,7 @@ pub(crate) enum Sink<'w> {
     Replay(Lsn),
 }
 
-type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, ShardState>); 4]>;
+pub(crate) type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, ShardState>); 4]>;
 
 impl State {
     pub fn new(shards: usize, audit: Option<AuditLog>) -> Self {
@@ -268,6 +290,7 @@ impl State {
             idempotency: DashMap::with_hasher(FxBuildHasher),
             next_reservation_id: AtomicU64::new(1),
             active_reservations: AtomicI64::new(0),
+            sales: RwLock::new(FxHashMap::default()),
             audit,
         }
     }
@@ -347,8 +370,34 @@ impl State {
             return Ok((outcome, lsn));
         }
 
+        if let Command::Claim(claim) = &record.command {
+            // A claim touches its sale's pool only: no shard, so other SKUs never wait on it.
+            let sale = self.sale(&claim.sale)?;
+            let mut state = sale.state.lock();
+            let outcome = self.apply_claim(record, claim, &sale, &mut state)?;
+            let lsn = self.finish(record, sink, key, &outcome, None)?;
+            return Ok((outcome, lsn));
+        }
+        if let Command::PutFlashSale(def) = &record.command {
+            let mut guards = self.lock(smallvec::smallvec![self.shard_of(&def.sku)]);
+            // Held through the log append: two writes of one sale are logged in apply order.
+            let mut table = self.sales.write();
+            let existing = table.get(def.code.as_str()).cloned();
+            let mut existing_state = existing.as_ref().map(|sale| sale.state.lock());
+            let existing_sale = existing.as_deref().zip(existing_state.as_deref_mut());
+            let (outcome, created) = self.apply_put_sale(record, def, &mut guards, existing_sale, table.len())?;
+            let lsn = self.finish(record, sink, key, &outcome, None)?;
+            if let Some(sale) = created {
+                table.insert(def.code.as_str().into(), sale);
+            }
+            return Ok((outcome, lsn));
+        }
+
+        let sale = self.sale_of(&record.command)?;
         let shards = self.shards_of(&record.command)?;
         let mut guards = self.lock(shards);
+        let mut sale_state = sale.as_ref().map(|sale| sale.state.lock());
+        let mut sale = sale.as_deref().zip(sale_state.as_deref_mut());
         // A count's movement is the difference to what was on hand before it.
         let on_hand_before = match &record.command {
             Command::Adjust(Adjust { sku, location, change: AdjustChange::Counted(_), .. }) => {
@@ -358,10 +407,25 @@ impl State {
             }
             _ => None,
         };
-        let outcome = self.apply(record, &mut guards)?;
+        let outcome = self.apply(record, &mut guards, sale.as_mut().map(|(sale, state)| (*sale, &mut **state)))?;
         let lsn = self.finish(record, sink, key, &outcome, on_hand_before)?;
+        drop(sale_state);
         drop(guards);
         Ok((outcome, lsn))
+    }
+
+    /// The flash sale a command touches besides its shards, if any.
+    fn sale_of(&self, command: &Command) -> Result<Option<Arc<Sale>>> {
+        Ok(match command {
+            Command::EndFlashSale { code } => Some(self.sale(code)?),
+            Command::Extend { id, .. }
+            | Command::Commit { id, .. }
+            | Command::Fulfill { id }
+            | Command::Release { id }
+            | Command::Cancel { id }
+            | Command::Expire { id } => self.reservations.get(id).and_then(|r| r.core.sale.clone()),
+            _ => None,
+        })
     }
 
     /// Appends the record (live) and remembers the outcome under its idempotency key. Called
@@ -416,6 +480,9 @@ impl State {
                 smallvec::smallvec![self.shard_of(sku)]
             }
             Command::Reserve(reserve) => reserve.lines.iter().map(|l| self.shard_of(&l.sku)).collect(),
+            Command::PutFlashSale(def) => smallvec::smallvec![self.shard_of(&def.sku)],
+            Command::Claim(_) => SmallVec::new(),
+            Command::EndFlashSale { code } => smallvec::smallvec![self.shard_of(&self.sale(code)?.sku)],
             Command::Extend { id, .. }
             | Command::Commit { id, .. }
             | Command::Fulfill { id }
@@ -435,7 +502,7 @@ impl State {
         self.locations.read().id(code).ok_or_else(|| EngineError::not_found(Entity::Location, code))
     }
 
-    fn sku_mut<'g>(&self, guards: &'g mut Guards<'_>, sku: &str) -> Result<&'g mut SkuEntry> {
+    pub(crate) fn sku_mut<'g>(&self, guards: &'g mut Guards<'_>, sku: &str) -> Result<&'g mut SkuEntry> {
         let shard = self.shard_of(sku);
         let state = guards
             .iter_mut()
@@ -454,7 +521,12 @@ impl State {
     }
 
     /// Checks and applies one command whose shards are locked. On error nothing has changed.
-    fn apply(&self, record: &LogRecord, guards: &mut Guards<'_>) -> Result<Outcome> {
+    fn apply(
+        &self,
+        record: &LogRecord,
+        guards: &mut Guards<'_>,
+        sale: Option<(&Sale, &mut SaleState)>,
+    ) -> Result<Outcome> {
         let today = day_of(record.at);
         match &record.command {
             Command::PutLocation(_) => Err(EngineError::Internal("locations are not sharded".into())),
@@ -549,6 +621,10 @@ impl State {
                 Ok(Outcome::Cell(CellView::of(&policy.sku, &policy.location, cell, today)))
             }
             Command::Reserve(reserve) => self.apply_reserve(record.at, reserve, guards),
+            Command::Extend { id, .. } if sale.is_some() => Err(Conflict::Other(format!(
+                "reservation {id} is a flash-sale claim; its hold time is the sale's and cannot be extended"
+            ))
+            .into()),
             Command::Extend { id, expires_at } => {
                 let (view, home) = self.modify(*id, ReservationStatus::Active, |r| r.expires_at = *expires_at)?;
                 self.shard_mut(guards, home)?.expiries.push(Reverse((*expires_at, *id)));
@@ -561,7 +637,15 @@ impl State {
             | Command::Fulfill { id }
             | Command::Release { id }
             | Command::Cancel { id }
-            | Command::Expire { id } => Ok(Outcome::Reservation(self.transition(record, *id, guards)?)),
+            | Command::Expire { id } => Ok(Outcome::Reservation(self.transition(record, *id, guards, sale)?)),
+            Command::PutFlashSale(_) | Command::Claim(_) => {
+                Err(EngineError::Internal("flash-sale writes run on their own path".into()))
+            }
+            Command::EndFlashSale { .. } => {
+                let (sale, state) =
+                    sale.ok_or_else(|| EngineError::Internal("the ending sale is not locked".into()))?;
+                self.apply_end_sale(record, sale, state, guards)
+            }
         }
     }
 
@@ -625,6 +709,7 @@ impl State {
                 customer: reserve.customer.as_deref().map(Into::into),
                 lines: held.into(),
                 created_at: at,
+                sale: None,
             }),
             expires_at: reserve.expires_at,
             status: ReservationStatus::Active,
@@ -642,8 +727,14 @@ impl State {
 
     /// Moves reservation `id` along the status change its command names ([`HoldChange::of`]),
     /// changing each of its cells accordingly.
-    fn transition(&self, record: &LogRecord, id: u64, guards: &mut Guards<'_>) -> Result<ReservationView> {
-        let (from, to, change) =
+    fn transition(
+        &self,
+        record: &LogRecord,
+        id: u64,
+        guards: &mut Guards<'_>,
+        sale: Option<(&Sale, &mut SaleState)>,
+    ) -> Result<ReservationView> {
+        let (from, to, mut change) =
             HoldChange::of(&record.command).ok_or_else(|| EngineError::Internal("not a transition".into()))?;
         let order_ref = match &record.command {
             Command::Commit { order_ref, .. } => order_ref.as_deref(),
@@ -663,6 +754,10 @@ impl State {
                     expected: from.as_str(),
                 }
                 .into());
+            }
+            if let Some((sale, state)) = sale {
+                let back = self.book_claim_change(&reservation, to, sale, state)?;
+                change = change.for_claim(back);
             }
             for line in reservation.core.lines.iter() {
                 let entry = self.sku_mut(guards, &line.sku)?;
@@ -742,6 +837,7 @@ impl State {
                     qty: line.qty,
                 })
                 .collect(),
+            flash_sale: reservation.core.sale.as_ref().map(|sale| sale.code.to_string()),
         }
     }
 

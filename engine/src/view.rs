@@ -122,6 +122,8 @@ pub struct ReservationView {
     pub expires_at: Timestamp,
     pub order_ref: Option<String>,
     pub lines: Vec<ReserveLine>,
+    /// The flash sale this reservation is a claim on.
+    pub flash_sale: Option<String>,
 }
 
 /// The result of a command, as an idempotency key remembers it.
@@ -133,4 +135,8 @@ pub enum Outcome {
     },
     Cell(CellView),
     Reservation(ReservationView),
+    FlashSale {
+        created: bool,
+        view: crate::flash::FlashSaleView,
+    },
 }

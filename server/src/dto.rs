@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use aisle_engine::cell::Lot;
 use aisle_engine::command::{Adjust, AdjustChange, AdjustReason, LotRef, Receive, ReserveLine};
 use aisle_engine::error::FieldError;
-use aisle_engine::limits::{LINE_QTY_MAX, TTL_SECONDS_MAX};
+use aisle_engine::flash::{FlashSaleDef, FlashSaleView};
+use aisle_engine::limits::{LINE_QTY_MAX, PER_CUSTOMER_LIMIT_MAX, TTL_SECONDS_MAX};
 use aisle_engine::model::{LocationDef, LocationKind, SkuDef};
 use aisle_engine::time::{Day, Timestamp};
 use aisle_engine::view::{CellView, ReservationView, StockTotals};
@@ -31,6 +32,15 @@ pub fn rfc3339(at: Timestamp) -> String {
         .and_then(|t| t.format(&Rfc3339).ok())
         // Only a timestamp beyond year 9999 gets here; the engine never makes one.
         .unwrap_or_else(|| at.to_string())
+}
+
+/// Parses an RFC 3339 time (any offset) into engine milliseconds.
+pub fn parse_rfc3339(field: &str, text: &str) -> Result<Timestamp, FieldError> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .and_then(|t| Timestamp::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+        .filter(|ms| *ms >= 0)
+        .ok_or_else(|| FieldError::new(field, "must be an RFC 3339 time after 1970, e.g. 2026-11-11T00:00:00Z"))
 }
 
 /// Formats an engine day number as `YYYY-MM-DD`.
@@ -491,6 +501,9 @@ pub struct ReservationOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_ref: Option<String>,
     pub lines: Vec<LineOut>,
+    /// The flash sale this reservation claims from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flash_sale: Option<String>,
 }
 
 impl From<ReservationView> for ReservationOut {
@@ -503,6 +516,158 @@ impl From<ReservationView> for ReservationOut {
             created_at: rfc3339(r.created_at),
             expires_at: rfc3339(r.expires_at),
             order_ref: r.order_ref,
+            lines: r.lines.into_iter().map(|l| LineOut { sku: l.sku, qty: l.qty, location: l.location }).collect(),
+            flash_sale: r.flash_sale,
+        }
+    }
+}
+
+// ---- flash sales -----------------------------------------------------------------------
+
+/// Claim hold when the sale does not say: five minutes.
+pub const HOLD_SECONDS_DEFAULT: i64 = 300;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashSaleIn {
+    /// Optional; when present it must equal the code in the path.
+    pub code: Option<String>,
+    pub sku: String,
+    /// Absent or null: a network pool over every shipping location.
+    pub location: Option<String>,
+    pub quantity: i64,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub per_customer_limit: Option<i64>,
+    pub hold_seconds: Option<i64>,
+}
+
+/// A whole number in `1..=max`, or a field error.
+fn bounded(field: &str, value: i64, max: u32, errors: &mut Vec<FieldError>) -> u32 {
+    match u32::try_from(value) {
+        Ok(v) if (1..=max).contains(&v) => v,
+        _ => {
+            errors.push(FieldError::new(field, format!("must be 1 to {max}")));
+            0
+        }
+    }
+}
+
+impl FlashSaleIn {
+    pub fn into_def(self, code: &str) -> Result<FlashSaleDef, ApiError> {
+        let mut errors = Vec::new();
+        if self.code.as_deref().is_some_and(|c| c != code) {
+            errors.push(FieldError::new("code", "must match the code in the path"));
+        }
+        let mut time = |field: &str, text: &str| {
+            parse_rfc3339(field, text).unwrap_or_else(|e| {
+                errors.push(e);
+                0
+            })
+        };
+        let starts_at = time("starts_at", &self.starts_at);
+        let ends_at = time("ends_at", &self.ends_at);
+        let quantity = bounded("quantity", self.quantity, LINE_QTY_MAX, &mut errors);
+        let per_customer_limit =
+            bounded("per_customer_limit", self.per_customer_limit.unwrap_or(1), PER_CUSTOMER_LIMIT_MAX, &mut errors);
+        let hold_seconds =
+            bounded("hold_seconds", self.hold_seconds.unwrap_or(HOLD_SECONDS_DEFAULT), TTL_SECONDS_MAX, &mut errors);
+        let def = FlashSaleDef {
+            code: code.to_owned(),
+            sku: self.sku,
+            location: self.location,
+            quantity,
+            starts_at,
+            ends_at,
+            per_customer_limit,
+            hold_seconds,
+        };
+        finish(def, errors)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolShareOut {
+    pub location: String,
+    pub remaining: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FlashSaleOut {
+    pub code: String,
+    pub sku: String,
+    pub location: Option<String>,
+    pub quantity: u32,
+    pub remaining: u32,
+    pub held: u32,
+    pub sold: u32,
+    pub status: &'static str,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub per_customer_limit: u32,
+    pub hold_seconds: u32,
+    /// Customers holding or having bought units.
+    pub customers: u32,
+    /// Where the remaining units sit, one entry per pooled cell.
+    pub pool: Vec<PoolShareOut>,
+}
+
+impl From<FlashSaleView> for FlashSaleOut {
+    fn from(v: FlashSaleView) -> Self {
+        FlashSaleOut {
+            code: v.def.code,
+            sku: v.def.sku,
+            location: v.def.location,
+            quantity: v.def.quantity,
+            remaining: v.remaining,
+            held: v.held,
+            sold: v.sold,
+            status: v.status.as_str(),
+            starts_at: rfc3339(v.def.starts_at),
+            ends_at: rfc3339(v.def.ends_at),
+            per_customer_limit: v.def.per_customer_limit,
+            hold_seconds: v.def.hold_seconds,
+            customers: v.customers,
+            pool: v.pool.into_iter().map(|p| PoolShareOut { location: p.location, remaining: p.remaining }).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimIn {
+    pub customer: String,
+    pub qty: Option<i64>,
+    /// The channel the claim's reservation belongs to; a channel token's own by default,
+    /// else `web`.
+    pub channel: Option<String>,
+}
+
+impl ClaimIn {
+    pub fn qty(&self) -> Result<u32, ApiError> {
+        let mut errors = Vec::new();
+        let qty = bounded("qty", self.qty.unwrap_or(1), PER_CUSTOMER_LIMIT_MAX, &mut errors);
+        finish(qty, errors)
+    }
+}
+
+/// The answer to a successful claim.
+#[derive(Debug, Serialize)]
+pub struct ClaimOut {
+    pub reservation_id: String,
+    pub expires_at: String,
+    pub status: &'static str,
+    pub flash_sale: String,
+    pub lines: Vec<LineOut>,
+}
+
+impl From<ReservationView> for ClaimOut {
+    fn from(r: ReservationView) -> Self {
+        ClaimOut {
+            reservation_id: r.id.to_string(),
+            expires_at: rfc3339(r.expires_at),
+            status: r.status.as_str(),
+            flash_sale: r.flash_sale.unwrap_or_default(),
             lines: r.lines.into_iter().map(|l| LineOut { sku: l.sku, qty: l.qty, location: l.location }).collect(),
         }
     }
@@ -588,6 +753,15 @@ mod tests {
     fn times_are_rfc3339_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_offsets_and_rejects_junk() {
+        assert_eq!(parse_rfc3339("t", "2023-11-14T22:13:20.123Z"), Ok(1_700_000_000_123));
+        assert_eq!(parse_rfc3339("t", "2023-11-15T06:13:20.123+08:00"), Ok(1_700_000_000_123));
+        for bad in ["", "2023-11-14", "1969-12-31T23:59:59Z", "yesterday", "2023-11-14T25:00:00Z"] {
+            assert!(parse_rfc3339("t", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aisle_engine::flash::FlashSaleView;
 use aisle_engine::wal::WalObserver;
 use aisle_engine::EngineStats;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Request latency buckets, seconds: 50 µs to 5 s.
@@ -30,6 +31,7 @@ pub struct Metrics {
     pub reservations: IntCounterVec,
     pub active_reservations: IntGauge,
     pub flash_sale_claims: IntCounterVec,
+    pub flash_sale_remaining: IntGaugeVec,
     pub wal_fsync: Histogram,
     pub wal_batch_records: Histogram,
     pub wal_bytes: IntCounter,
@@ -58,6 +60,10 @@ impl Metrics {
             Opts::new("aisle_flash_sale_claims_total", "Flash-sale claims, by sale and outcome."),
             &["sale", "outcome"],
         )?;
+        let flash_sale_remaining = IntGaugeVec::new(
+            Opts::new("aisle_flash_sale_remaining", "Units left in a flash sale's pool (not held, not sold)."),
+            &["sale"],
+        )?;
         let wal_fsync = Histogram::with_opts(
             HistogramOpts::new("aisle_wal_fsync_duration_seconds", "Duration of each write-ahead log fdatasync.")
                 .buckets(FSYNC_BUCKETS.to_vec()),
@@ -76,6 +82,7 @@ impl Metrics {
         registry.register(Box::new(reservations.clone()))?;
         registry.register(Box::new(active_reservations.clone()))?;
         registry.register(Box::new(flash_sale_claims.clone()))?;
+        registry.register(Box::new(flash_sale_remaining.clone()))?;
         registry.register(Box::new(wal_fsync.clone()))?;
         registry.register(Box::new(wal_batch_records.clone()))?;
         registry.register(Box::new(wal_bytes.clone()))?;
@@ -89,6 +96,7 @@ impl Metrics {
             reservations,
             active_reservations,
             flash_sale_claims,
+            flash_sale_remaining,
             wal_fsync,
             wal_batch_records,
             wal_bytes,
@@ -115,9 +123,18 @@ impl Metrics {
         self.reservations.with_label_values(&[outcome]).inc();
     }
 
+    /// Counts a claim's outcome. Only called for sales that exist, so the `sale` label's
+    /// values are the operator's sale codes, never whatever a client typed.
+    pub fn flash_sale_claim(&self, sale: &str, outcome: &str) {
+        self.flash_sale_claims.with_label_values(&[sale, outcome]).inc();
+    }
+
     /// Renders the text exposition format, refreshing gauges read from the engine first.
-    pub fn render(&self, stats: &EngineStats) -> Result<Vec<u8>, prometheus::Error> {
+    pub fn render(&self, stats: &EngineStats, sales: &[FlashSaleView]) -> Result<Vec<u8>, prometheus::Error> {
         self.active_reservations.set(stats.active_reservations);
+        for sale in sales {
+            self.flash_sale_remaining.with_label_values(&[sale.def.code.as_str()]).set(i64::from(sale.remaining));
+        }
         self.snapshot_duration.set(stats.last_snapshot_duration.as_secs_f64());
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;

@@ -41,7 +41,7 @@ pub fn document() -> Value {
         let success = match (route.method, route.endpoint) {
             (_, Endpoint::NotImplemented) => "501",
             ("PUT", _) => "200",
-            (_, Endpoint::CreateReservation | Endpoint::CreateToken) => "201",
+            (_, Endpoint::CreateReservation | Endpoint::ClaimFlashSale | Endpoint::CreateToken) => "201",
             (_, Endpoint::RevokeToken) => "204",
             _ => "200",
         };

@@ -135,13 +135,15 @@ impl ApiError {
                 short = shortfalls(list);
                 (S::CONFLICT, "insufficient_stock", "Insufficient stock")
             }
-            ApiError::Engine(EngineError::Conflict(conflict)) => {
-                let title = match conflict {
-                    Conflict::IdempotencyKeyReused | Conflict::IdempotencyKeyInProgress => "Idempotency-Key conflict",
-                    Conflict::ReservationState { .. } | Conflict::Other(_) => "Conflict",
-                };
-                (S::CONFLICT, "conflict", title)
-            }
+            ApiError::Engine(EngineError::Conflict(conflict)) => match conflict {
+                Conflict::SoldOut { .. } => (S::CONFLICT, "sold_out", "Sold out"),
+                Conflict::PerCustomerLimit { .. } => (S::CONFLICT, "per_customer_limit", "Per-customer limit reached"),
+                Conflict::SaleNotActive { .. } => (S::CONFLICT, "sale_not_active", "Sale not active"),
+                Conflict::IdempotencyKeyReused | Conflict::IdempotencyKeyInProgress => {
+                    (S::CONFLICT, "conflict", "Idempotency-Key conflict")
+                }
+                Conflict::ReservationState { .. } | Conflict::Other(_) => (S::CONFLICT, "conflict", "Conflict"),
+            },
             ApiError::Engine(EngineError::Busy) => {
                 retry_after = Some(RETRY_AFTER_SECONDS);
                 (S::SERVICE_UNAVAILABLE, "unavailable", "Busy")
@@ -202,6 +204,17 @@ mod tests {
             (EngineError::not_found(Entity::Sku, "X").into(), 404, "not_found"),
             (EngineError::InsufficientStock(vec![]).into(), 409, "insufficient_stock"),
             (EngineError::Conflict(Conflict::IdempotencyKeyReused).into(), 409, "conflict"),
+            (EngineError::from(Conflict::SoldOut { sale: "DROP".into(), remaining: 0 }).into(), 409, "sold_out"),
+            (
+                EngineError::from(Conflict::PerCustomerLimit { sale: "DROP".into(), limit: 1, already: 1 }).into(),
+                409,
+                "per_customer_limit",
+            ),
+            (
+                EngineError::from(Conflict::SaleNotActive { sale: "DROP".into(), status: "ended" }).into(),
+                409,
+                "sale_not_active",
+            ),
             (EngineError::Busy.into(), 503, "unavailable"),
             (EngineError::ReadOnly { reason: "disk".into() }.into(), 503, "unavailable"),
             (EngineError::Storage("eio".into()).into(), 500, "internal"),

@@ -333,7 +333,44 @@ fn bad_input_is_rejected_and_changes_nothing() {
                 "not_implemented",
             ),
             ("GET", "/v1/availability?skus=TEE-M", String::new(), 501, "not_implemented"),
-            ("PUT", "/v1/flash-sales/S1", json!({}).to_string(), 501, "not_implemented"),
+            ("PUT", "/v1/flash-sales/S1", json!({}).to_string(), 400, "invalid_request"),
+            (
+                "PUT",
+                "/v1/flash-sales/S1",
+                json!({"sku": SKU, "location": "HK-CWB", "quantity": 0, "starts_at": "2020-01-01T00:00:00Z",
+                       "ends_at": "2099-01-01T00:00:00Z"})
+                .to_string(),
+                422,
+                "invalid_request",
+            ),
+            (
+                "PUT",
+                "/v1/flash-sales/S1",
+                json!({"sku": SKU, "location": "HK-CWB", "quantity": 5, "starts_at": "2099-01-01T00:00:00Z",
+                       "ends_at": "2020-01-01T00:00:00Z"})
+                .to_string(),
+                422,
+                "invalid_request",
+            ),
+            (
+                "PUT",
+                "/v1/flash-sales/S1",
+                json!({"sku": SKU, "location": "HK-CWB", "quantity": 5, "starts_at": "soon",
+                       "ends_at": "2099-01-01T00:00:00Z", "hold_seconds": -3})
+                .to_string(),
+                422,
+                "invalid_request",
+            ),
+            ("POST", "/v1/flash-sales/NOPE/claims", json!({"customer": "c1"}).to_string(), 404, "not_found"),
+            (
+                "POST",
+                "/v1/flash-sales/NOPE/claims",
+                json!({"customer": "c1", "qty": 0}).to_string(),
+                422,
+                "invalid_request",
+            ),
+            ("POST", "/v1/flash-sales/NOPE/claims", json!({"qty": 1}).to_string(), 400, "invalid_request"),
+            ("GET", "/v1/flash-sales/NOPE", String::new(), 404, "not_found"),
         ];
         for (method, path, body, status, code) in cases {
             let shown = if body.len() > 120 { format!("{}…", &body[..120]) } else { body.clone() };

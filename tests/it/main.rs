@@ -2,6 +2,7 @@
 
 mod http_api;
 mod http_crash;
+mod http_flash;
 mod http_readonly;
 mod kill9;
 mod support;

@@ -34,7 +34,10 @@ pub fn readyz(app: &Arc<App>) -> Result<Reply, ApiError> {
 }
 
 pub fn metrics(app: &Arc<App>) -> Result<Reply, ApiError> {
-    let body = app.metrics.render(&app.engine.stats()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = app
+        .metrics
+        .render(&app.engine.stats(), &app.engine.flash_sales())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Reply { status: StatusCode::OK, content_type: "text/plain; version=0.0.4; charset=utf-8", body: body.into() })
 }
 

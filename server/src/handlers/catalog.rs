@@ -23,7 +23,7 @@ pub const SKUS_PAGE_MAX: usize = 1000;
 pub const MOVEMENTS_PAGE_DEFAULT: usize = 100;
 pub const MOVEMENTS_PAGE_MAX: usize = 1000;
 
-fn put_status(created: bool) -> StatusCode {
+pub(super) fn put_status(created: bool) -> StatusCode {
     if created {
         StatusCode::CREATED
     } else {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod catalog;
+mod flash;
 mod reservations;
 
 use std::sync::Arc;
@@ -124,6 +125,9 @@ pub async fn dispatch(app: &Arc<App>, route: &'static Route, call: Call<'_>) -> 
         E::CommitReservation => reservations::commit(app, call).await,
         E::FulfillReservation => reservations::fulfill(app, call).await,
         E::ReleaseReservation => reservations::release(app, call).await,
+        E::PutFlashSale => flash::put(app, call).await,
+        E::ClaimFlashSale => flash::claim(app, call).await,
+        E::GetFlashSale => flash::get(app, call),
         E::NotImplemented => Err(ApiError::NotImplemented(route.template)),
     }
 }

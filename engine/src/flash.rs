@@ -1,0 +1,742 @@
+//! Flash sales: a pool of units carved out of stock cells and claimed by a stampede of
+//! customers.
+//!
+//! A sale's pool is a hold on its cell(s): the units still `remaining` in the pool and the
+//! units `held` by live claims both count in the cells' `reserved`; sold units (committed
+//! claims) move to `committed` like any committed reservation. So a claim moves units from
+//! `remaining` to `held` without touching a cell, and takes no shard lock at all: claims on one
+//! pool never wait for, or slow down, reservations of other SKUs.
+//!
+//! **Invariant (SPEC invariant 5):** `sold + held + remaining == quantity` at every step; a
+//! customer's held and sold units never exceed `per_customer_limit`. Both are checked and
+//! changed only under the sale's mutex, which is held until the command's log record is
+//! appended, so log order equals apply order for everything that touches one sale.
+//!
+//! Lock order: shard mutexes, then the sales table, then one sale's mutex, then the location
+//! table and map entries ([`crate::state`] has the rest). A claim resolves its sale under a
+//! short read of the table and releases it before taking the sale's mutex.
+//!
+//! Hot path: the sale mirrors its window and remaining units in atomics, so a claim on a sold
+//! out (or closed) sale is answered from them without the mutex or the log.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rkyv::{Archive, Deserialize, Serialize};
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use crate::command::{Claim, Command, LogRecord};
+use crate::engine::{Ack, Engine, SYSTEM_ACTOR};
+use crate::error::FieldError;
+use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
+use crate::limits::*;
+use crate::model::{check_channel, check_code, check_text, finish};
+use crate::state::Context;
+use crate::state::{ChannelName, Guards, HeldLine, LocId, Reservation, ReservationCore, SkuEntry, State};
+use crate::time::{day_of, Timestamp};
+use crate::view::ReservationView;
+use crate::view::{Outcome, ReservationStatus};
+
+/// A flash sale as defined by its owner (and as logged).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FlashSaleDef {
+    pub code: String,
+    pub sku: String,
+    /// The cell the pool is carved from; `None` carves it from every shipping location.
+    pub location: Option<String>,
+    pub quantity: u32,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub per_customer_limit: u32,
+    pub hold_seconds: u32,
+}
+
+/// Where a sale is in its life, as of a given time.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaleStatus {
+    /// Before `starts_at`.
+    Scheduled,
+    Active,
+    /// Active, but nothing is left in the pool (expiring claims may refill it).
+    SoldOut,
+    /// Past `ends_at`: the pool's unsold units are back in the cell(s).
+    Ended,
+}
+
+impl SaleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaleStatus::Scheduled => "scheduled",
+            SaleStatus::Active => "active",
+            SaleStatus::SoldOut => "sold_out",
+            SaleStatus::Ended => "ended",
+        }
+    }
+}
+
+/// One cell's share of a pool.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PoolShare {
+    pub location: String,
+    /// Units of this cell still in the pool (after the end: given back to the cell).
+    pub remaining: u32,
+}
+
+/// What a sale looks like now.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FlashSaleView {
+    pub def: FlashSaleDef,
+    pub status: SaleStatus,
+    pub remaining: u32,
+    pub held: u32,
+    pub sold: u32,
+    /// Customers holding or having bought units.
+    pub customers: u32,
+    pub pool: Vec<PoolShare>,
+}
+
+/// A sale and the lock-free mirrors its hot path reads.
+#[derive(Debug)]
+pub(crate) struct Sale {
+    pub code: Arc<str>,
+    pub sku: Arc<str>,
+    starts_at: AtomicI64,
+    ends_at: AtomicI64,
+    ended: AtomicBool,
+    remaining: AtomicU32,
+    pub state: Mutex<SaleState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolCell {
+    pub location: LocId,
+    pub remaining: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SaleState {
+    pub def: FlashSaleDef,
+    /// The cells carved from, in the order claims take from them.
+    pub pool: SmallVec<[PoolCell; 1]>,
+    pub held: u32,
+    pub sold: u32,
+    /// The pool's remaining units went back to its cells.
+    pub ended: bool,
+    /// Held plus sold units per customer; entries at zero are removed, so the map never
+    /// grows past `quantity` customers.
+    pub customers: FxHashMap<Box<str>, u32>,
+    /// Expiry times of live claims (hints: a claim finished since is skipped).
+    pub expiries: BinaryHeap<Reverse<(Timestamp, u64)>>,
+}
+
+impl SaleState {
+    pub fn remaining(&self) -> u32 {
+        self.pool.iter().map(|share| share.remaining).sum()
+    }
+
+    pub fn status(&self, now: Timestamp) -> SaleStatus {
+        if self.ended || now >= self.def.ends_at {
+            SaleStatus::Ended
+        } else if now < self.def.starts_at {
+            SaleStatus::Scheduled
+        } else if self.remaining() == 0 {
+            SaleStatus::SoldOut
+        } else {
+            SaleStatus::Active
+        }
+    }
+
+    fn pool_share_mut(&mut self, location: LocId) -> Result<&mut PoolCell> {
+        self.pool
+            .iter_mut()
+            .find(|share| share.location == location)
+            .ok_or_else(|| EngineError::Internal(format!("sale {} has no pool at location {location}", self.def.code)))
+    }
+
+    fn count_customer(&mut self, customer: &str, delta: i64) {
+        let next = match self.customers.get_mut(customer) {
+            Some(count) => {
+                *count = (i64::from(*count) + delta).max(0) as u32;
+                *count
+            }
+            None if delta > 0 => {
+                self.customers.insert(customer.into(), delta as u32);
+                return;
+            }
+            None => return,
+        };
+        if next == 0 {
+            self.customers.remove(customer);
+        }
+    }
+}
+
+impl Sale {
+    pub fn new(state: SaleState) -> Sale {
+        let sale = Sale {
+            code: state.def.code.as_str().into(),
+            sku: state.def.sku.as_str().into(),
+            starts_at: AtomicI64::new(0),
+            ends_at: AtomicI64::new(0),
+            ended: AtomicBool::new(false),
+            remaining: AtomicU32::new(0),
+            state: Mutex::new(state),
+        };
+        sale.publish(&sale.state.lock());
+        sale
+    }
+
+    /// Mirrors what the lock-free early answer reads; called with the mutex held after
+    /// every change.
+    pub fn publish(&self, state: &SaleState) {
+        self.starts_at.store(state.def.starts_at, Ordering::Relaxed);
+        self.ends_at.store(state.def.ends_at, Ordering::Relaxed);
+        self.ended.store(state.ended, Ordering::Relaxed);
+        self.remaining.store(state.remaining(), Ordering::Release);
+    }
+
+    /// The refusal a claim of `qty` at `now` gets without taking the lock, if any. A stale
+    /// read only answers as of a moment ago: the mutex re-checks everything it lets through.
+    pub fn early_refusal(&self, now: Timestamp, qty: u32) -> Option<EngineError> {
+        if self.ended.load(Ordering::Relaxed)
+            || now < self.starts_at.load(Ordering::Relaxed)
+            || now >= self.ends_at.load(Ordering::Relaxed)
+        {
+            return Some(not_active(&self.code, now, self.starts_at.load(Ordering::Relaxed)));
+        }
+        let remaining = self.remaining.load(Ordering::Acquire);
+        (remaining < qty).then(|| Conflict::SoldOut { sale: self.code.to_string(), remaining }.into())
+    }
+
+    pub fn view(&self, state: &SaleState, now: Timestamp, location_codes: &[Arc<str>]) -> FlashSaleView {
+        FlashSaleView {
+            def: state.def.clone(),
+            status: state.status(now),
+            remaining: state.remaining(),
+            held: state.held,
+            sold: state.sold,
+            customers: state.customers.len() as u32,
+            pool: state
+                .pool
+                .iter()
+                .map(|share| PoolShare {
+                    location: location_codes.get(share.location as usize).map_or_else(|| "?".into(), |c| c.to_string()),
+                    remaining: share.remaining,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn not_active(code: &str, now: Timestamp, starts_at: Timestamp) -> EngineError {
+    let status = if now < starts_at { "not started yet" } else { "over" };
+    Conflict::SaleNotActive { sale: code.to_owned(), status }.into()
+}
+
+/// How a claim's status change moves units, given whether its sale's pool is still open.
+///
+/// While the pool is open a released or expired claim's units go back to the pool (they stay
+/// `reserved` in the cell) and a cancelled sale's units go back into the pool too; once the
+/// sale has ended they go back to the cell like any reservation's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoolReturn {
+    /// Units return to the pool: `remaining` rises, the cell keeps them reserved.
+    ToPool,
+    /// Units return to the cell (the sale has ended); still counted in `remaining`.
+    ToCell,
+}
+
+impl State {
+    /// Resolves a sale by code under a short read of the sales table.
+    pub(crate) fn sale(&self, code: &str) -> Result<Arc<Sale>> {
+        self.sales.read().get(code).cloned().ok_or_else(|| EngineError::not_found(Entity::FlashSale, code))
+    }
+
+    /// Creates a sale (carving its pool) or changes one: window, limits and hold time change
+    /// freely; a larger quantity carves more, a smaller one gives back unclaimed units.
+    pub(crate) fn apply_put_sale(
+        &self,
+        record: &LogRecord,
+        def: &FlashSaleDef,
+        guards: &mut Guards<'_>,
+        existing: Option<(&Sale, &mut SaleState)>,
+        sales_count: usize,
+    ) -> Result<(Outcome, Option<Arc<Sale>>)> {
+        let today = day_of(record.at);
+        let location = match &def.location {
+            Some(code) => Some(
+                self.locations
+                    .read()
+                    .id(code)
+                    .ok_or_else(|| EngineError::not_found(Entity::Location, code.as_str()))?,
+            ),
+            None => None,
+        };
+        let entry = self.sku_mut(guards, &def.sku)?;
+        let Some((sale, state)) = existing else {
+            // The caller holds the sales table for writing: it passes the count in.
+            if sales_count >= FLASH_SALES_MAX {
+                return Err(EngineError::invalid("code", "too many flash sales"));
+            }
+            let pool = carve(&def.sku, entry, location, def.quantity, today, &[], self)?;
+            let state = SaleState {
+                def: def.clone(),
+                pool,
+                held: 0,
+                sold: 0,
+                ended: false,
+                customers: FxHashMap::default(),
+                expiries: BinaryHeap::new(),
+            };
+            let sale = Arc::new(Sale::new(state));
+            let view = sale.view(&sale.state.lock(), record.at, &self.locations.read().codes);
+            return Ok((Outcome::FlashSale { created: true, view }, Some(sale)));
+        };
+        if state.def.sku != def.sku || state.def.location != def.location {
+            return Err(Conflict::Other(format!(
+                "flash sale {} sells {} from {}; its SKU and location cannot change (use a new code)",
+                def.code,
+                state.def.sku,
+                state.def.location.as_deref().unwrap_or("the network")
+            ))
+            .into());
+        }
+        if state.ended {
+            return Err(Conflict::Other(format!("flash sale {} has ended", def.code)).into());
+        }
+        if let Some(most) = state.customers.values().copied().max().filter(|most| *most > def.per_customer_limit) {
+            return Err(Conflict::Other(format!(
+                "flash sale {}: a customer already has {most} units, more than a limit of {}",
+                def.code, def.per_customer_limit
+            ))
+            .into());
+        }
+        if def.quantity > state.def.quantity {
+            let more = carve(&def.sku, entry, location, def.quantity - state.def.quantity, today, &state.pool, self)?;
+            for share in more {
+                match state.pool.iter_mut().find(|s| s.location == share.location) {
+                    Some(existing) => existing.remaining += share.remaining,
+                    None => state.pool.push(share),
+                }
+            }
+        } else if def.quantity < state.def.quantity {
+            let mut fewer = state.def.quantity - def.quantity;
+            let remaining = state.remaining();
+            if remaining < fewer {
+                return Err(Conflict::Other(format!(
+                    "flash sale {}: only {remaining} unclaimed units can be taken back, not {fewer}",
+                    def.code
+                ))
+                .into());
+            }
+            for share in state.pool.iter_mut().rev() {
+                let back = share.remaining.min(fewer);
+                if back == 0 {
+                    continue;
+                }
+                let cell = entry
+                    .cell_mut(share.location)
+                    .ok_or_else(|| EngineError::Internal("a pool's cell vanished".into()))?;
+                cell.reserved -= i64::from(back);
+                share.remaining -= back;
+                fewer -= back;
+            }
+        }
+        state.def = def.clone();
+        sale.publish(state);
+        let view = sale.view(state, record.at, &self.locations.read().codes);
+        Ok((Outcome::FlashSale { created: false, view }, None))
+    }
+
+    /// Turns a claim into a reservation held on the pool's cell(s).
+    pub(crate) fn apply_claim(
+        &self,
+        record: &LogRecord,
+        claim: &Claim,
+        sale: &Arc<Sale>,
+        state: &mut SaleState,
+    ) -> Result<Outcome> {
+        let at = record.at;
+        if self.reservations.contains_key(&claim.id) {
+            return Err(EngineError::Internal(format!("reservation id {} reused", claim.id)));
+        }
+        if state.ended || at < state.def.starts_at || at >= state.def.ends_at {
+            return Err(not_active(&claim.sale, at, state.def.starts_at));
+        }
+        let remaining = state.remaining();
+        if remaining < claim.qty {
+            return Err(Conflict::SoldOut { sale: claim.sale.clone(), remaining }.into());
+        }
+        let limit = state.def.per_customer_limit;
+        let before = state.customers.get(claim.customer.as_str()).copied().unwrap_or(0);
+        if before + claim.qty > limit {
+            return Err(Conflict::PerCustomerLimit { sale: claim.sale.clone(), limit, already: before }.into());
+        }
+        let channel = ChannelName::from(&claim.channel).map_err(|_| EngineError::invalid("channel", "too long"))?;
+        let codes = self.locations.read().codes.clone();
+        let mut lines: SmallVec<[HeldLine; 1]> = SmallVec::new();
+        let mut need = claim.qty;
+        for share in state.pool.iter_mut() {
+            let take = share.remaining.min(need);
+            if take == 0 {
+                continue;
+            }
+            share.remaining -= take;
+            need -= take;
+            lines.push(HeldLine {
+                sku: sale.sku.clone(),
+                location: share.location,
+                location_code: codes.get(share.location as usize).cloned().unwrap_or_else(|| Arc::from("?")),
+                qty: take,
+            });
+            if need == 0 {
+                break;
+            }
+        }
+        state.held += claim.qty;
+        state.count_customer(&claim.customer, i64::from(claim.qty));
+        let expires_at = at + i64::from(state.def.hold_seconds) * 1000;
+        state.expiries.push(Reverse((expires_at, claim.id)));
+        sale.publish(state);
+        let reservation = Reservation {
+            id: claim.id,
+            core: Arc::new(ReservationCore {
+                channel,
+                customer: Some(claim.customer.as_str().into()),
+                lines: lines.into_vec().into_boxed_slice(),
+                created_at: at,
+                sale: Some(sale.clone()),
+            }),
+            expires_at,
+            status: ReservationStatus::Active,
+            order_ref: None,
+            finished_at: None,
+        };
+        let view = self.view(&reservation);
+        self.reservations.insert(claim.id, reservation);
+        self.next_reservation_id.fetch_max(claim.id + 1, Ordering::Relaxed);
+        self.active_reservations.fetch_add(1, Ordering::Relaxed);
+        Ok(Outcome::Reservation(view))
+    }
+
+    /// The sale is over: the pool's unclaimed units go back to their cells.
+    pub(crate) fn apply_end_sale(
+        &self,
+        record: &LogRecord,
+        sale: &Sale,
+        state: &mut SaleState,
+        guards: &mut Guards<'_>,
+    ) -> Result<Outcome> {
+        if state.ended {
+            return Err(Conflict::Other(format!("flash sale {} has already ended", state.def.code)).into());
+        }
+        if record.at < state.def.ends_at {
+            return Err(Conflict::Other(format!("flash sale {} is not due to end", state.def.code)).into());
+        }
+        let entry = self.sku_mut(guards, &state.def.sku)?;
+        for share in &state.pool {
+            let cell =
+                entry.cell_mut(share.location).ok_or_else(|| EngineError::Internal("a pool's cell vanished".into()))?;
+            cell.reserved -= i64::from(share.remaining);
+        }
+        state.ended = true;
+        sale.publish(state);
+        let view = sale.view(state, record.at, &self.locations.read().codes);
+        Ok(Outcome::FlashSale { created: false, view })
+    }
+
+    /// Books a claim's status change on its sale; returns where released units went.
+    pub(crate) fn book_claim_change(
+        &self,
+        reservation: &Reservation,
+        to: ReservationStatus,
+        sale: &Sale,
+        state: &mut SaleState,
+    ) -> Result<PoolReturn> {
+        let qty: u32 = reservation.core.lines.iter().map(|line| line.qty).sum();
+        let customer = reservation.core.customer.as_deref().unwrap_or("");
+        let back = if state.ended { PoolReturn::ToCell } else { PoolReturn::ToPool };
+        match (reservation.status, to) {
+            (ReservationStatus::Active, ReservationStatus::Committed) => {
+                state.held -= qty;
+                state.sold += qty;
+            }
+            (ReservationStatus::Active, _) => {
+                state.held -= qty;
+                state.count_customer(customer, -i64::from(qty));
+                for line in reservation.core.lines.iter() {
+                    state.pool_share_mut(line.location)?.remaining += line.qty;
+                }
+            }
+            (ReservationStatus::Committed, ReservationStatus::Cancelled) => {
+                state.sold -= qty;
+                state.count_customer(customer, -i64::from(qty));
+                for line in reservation.core.lines.iter() {
+                    state.pool_share_mut(line.location)?.remaining += line.qty;
+                }
+            }
+            _ => {}
+        }
+        sale.publish(state);
+        Ok(back)
+    }
+
+    /// The sales table's entries, for sweeps, snapshots and checks.
+    pub(crate) fn all_sales(&self) -> Vec<Arc<Sale>> {
+        let mut sales: Vec<Arc<Sale>> = self.sales.read().values().cloned().collect();
+        sales.sort_unstable_by(|a, b| a.code.cmp(&b.code));
+        sales
+    }
+}
+
+/// Takes `quantity` units out of `available` into a pool: from `location`, or from every
+/// shipping location holding stock (most available first, then priority, then code), after
+/// the cells already in `pool`.
+fn carve(
+    sku: &str,
+    entry: &mut SkuEntry,
+    location: Option<LocId>,
+    quantity: u32,
+    today: crate::time::Day,
+    pool: &[PoolCell],
+    state: &State,
+) -> Result<SmallVec<[PoolCell; 1]>> {
+    let table = state.locations.read();
+    let mut candidates: SmallVec<[(LocId, i64); 8]> = match location {
+        Some(id) => smallvec::smallvec![(id, entry.cell(id).map_or(0, |cell| cell.available(today)))],
+        None => entry
+            .cells
+            .iter()
+            .filter(|(id, _)| table.defs.get(*id as usize).is_some_and(|def| def.ships))
+            .map(|(id, cell)| (*id, cell.available(today)))
+            .filter(|(_, available)| *available > 0)
+            .collect(),
+    };
+    // Cells already in the pool first, so growing a pool does not scatter it; then the most
+    // available, so a pool spans as few cells as it can.
+    let rank = |id: LocId, available: i64| {
+        let def = &table.defs[id as usize];
+        (!pool.iter().any(|share| share.location == id), Reverse(available), def.priority, def.code.as_str())
+    };
+    candidates.sort_by(|a, b| rank(a.0, a.1).cmp(&rank(b.0, b.1)));
+    let total: i64 = candidates.iter().map(|(_, available)| *available).sum();
+    if total < i64::from(quantity) {
+        return Err(EngineError::InsufficientStock(vec![Shortfall {
+            sku: sku.to_owned(),
+            location: location.map(|id| table.code(id).to_owned()),
+            requested: u64::from(quantity),
+            available: total.max(0) as u64,
+        }]));
+    }
+    let mut need = i64::from(quantity);
+    let mut carved = SmallVec::new();
+    for (id, available) in candidates {
+        let take = available.min(need);
+        if take <= 0 {
+            continue;
+        }
+        let cell = entry.cell_or_insert(id);
+        cell.reserved += take;
+        carved.push(PoolCell { location: id, remaining: take as u32 });
+        need -= take;
+        if need == 0 {
+            break;
+        }
+    }
+    Ok(carved)
+}
+
+/// Checks SPEC invariant 5 on every sale (its locks held, with every shard's): the pool adds
+/// up, `held` is what live claims hold, and per-customer counts match and keep to the limit.
+pub(crate) fn check_sales<S: std::ops::Deref<Target = SaleState>>(
+    sales: &[S],
+    state: &State,
+) -> std::result::Result<(), String> {
+    let mut claims: FxHashMap<&str, (u64, u64)> = FxHashMap::default();
+    let reservations: Vec<_> = state.reservations.iter().filter(|r| r.core.sale.is_some()).collect();
+    for r in &reservations {
+        let Some(sale) = &r.core.sale else { continue };
+        let qty: u64 = r.core.lines.iter().map(|line| u64::from(line.qty)).sum();
+        let slot = claims.entry(&sale.code).or_default();
+        match r.status {
+            ReservationStatus::Active => slot.0 += qty,
+            ReservationStatus::Committed => slot.1 += qty,
+            _ => {}
+        }
+    }
+    for sale in sales {
+        let code = sale.def.code.as_str();
+        let (remaining, held, sold) = (sale.remaining(), sale.held, sale.sold);
+        if u64::from(remaining) + u64::from(held) + u64::from(sold) != u64::from(sale.def.quantity) {
+            return Err(format!(
+                "sale {code}: remaining {remaining} + held {held} + sold {sold} != quantity {}",
+                sale.def.quantity
+            ));
+        }
+        let (live, committed) = claims.get(code).copied().unwrap_or_default();
+        if live != u64::from(held) {
+            return Err(format!("sale {code}: held {held} but live claims hold {live}"));
+        }
+        if committed > u64::from(sold) {
+            return Err(format!("sale {code}: sold {sold} but committed claims hold {committed}"));
+        }
+        let counted: u64 = sale.customers.values().map(|count| u64::from(*count)).sum();
+        if counted != u64::from(held) + u64::from(sold) {
+            return Err(format!("sale {code}: customers count {counted}, held + sold is {}", held + sold));
+        }
+        if let Some((customer, count)) = sale.customers.iter().find(|(_, count)| **count > sale.def.per_customer_limit)
+        {
+            return Err(format!(
+                "sale {code}: customer {customer} has {count} > limit {}",
+                sale.def.per_customer_limit
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A claim on a flash sale, as the engine's caller asks for it.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub sale: String,
+    /// The channel the claim's reservation is made for.
+    pub channel: String,
+    pub customer: String,
+    pub qty: u32,
+}
+
+impl Engine {
+    /// Creates a flash sale, carving its pool out of `available`, or changes one. The answer
+    /// says whether it was created.
+    pub fn put_flash_sale(&self, ctx: Context<'_>, def: FlashSaleDef) -> Result<Ack<(bool, FlashSaleView)>> {
+        let mut errors = Vec::new();
+        check_code("code", &def.code, &mut errors);
+        check_code("sku", &def.sku, &mut errors);
+        if let Some(location) = &def.location {
+            check_code("location", location, &mut errors);
+        }
+        if def.quantity == 0 || def.quantity > LINE_QTY_MAX {
+            errors.push(FieldError::new("quantity", format!("must be 1 to {LINE_QTY_MAX}")));
+        }
+        if def.per_customer_limit == 0 || def.per_customer_limit > PER_CUSTOMER_LIMIT_MAX {
+            errors.push(FieldError::new("per_customer_limit", format!("must be 1 to {PER_CUSTOMER_LIMIT_MAX}")));
+        }
+        if def.hold_seconds == 0 || def.hold_seconds > TTL_SECONDS_MAX {
+            errors.push(FieldError::new("hold_seconds", format!("must be 1 to {TTL_SECONDS_MAX}")));
+        }
+        let now = self.now();
+        if def.ends_at <= def.starts_at {
+            errors.push(FieldError::new("ends_at", "must be after starts_at"));
+        } else if def.ends_at - def.starts_at > FLASH_SALE_WINDOW_MS_MAX {
+            errors.push(FieldError::new("ends_at", "a sale lasts at most 31 days"));
+        }
+        if def.ends_at <= now {
+            errors.push(FieldError::new("ends_at", "must be in the future"));
+        }
+        finish(errors).map_err(EngineError::Invalid)?;
+        let ack = self.submit(ctx, now, Command::PutFlashSale(def))?;
+        match ack.value {
+            Outcome::FlashSale { created, view } => Ok(Ack { value: (created, view), lsn: ack.lsn }),
+            other => Err(EngineError::Internal(format!("expected a flash sale, got {other:?}"))),
+        }
+    }
+
+    /// Claims units of a flash sale: a reservation held for the sale's `hold_seconds`. A sold
+    /// out or closed sale answers without a lock or a log write.
+    pub fn claim(&self, ctx: Context<'_>, request: ClaimRequest) -> Result<Ack<ReservationView>> {
+        let ClaimRequest { sale, channel, customer, qty } = request;
+        let mut errors = Vec::new();
+        check_code("sale", &sale, &mut errors);
+        check_channel("channel", &channel, &mut errors);
+        if customer.is_empty() {
+            errors.push(FieldError::new("customer", "must not be empty"));
+        }
+        check_text("customer", &customer, CUSTOMER_LEN_MAX, &mut errors);
+        if qty == 0 || qty > PER_CUSTOMER_LIMIT_MAX {
+            errors.push(FieldError::new("qty", format!("must be 1 to {PER_CUSTOMER_LIMIT_MAX}")));
+        }
+        finish(errors).map_err(EngineError::Invalid)?;
+        let at = self.now();
+        // A retry with an Idempotency-Key must get its first answer, not today's early one.
+        if ctx.idempotency.is_none() {
+            if let Some(refusal) = self.inner.state.sale(&sale)?.early_refusal(at, qty) {
+                return Err(refusal);
+            }
+        }
+        let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
+        let ack = self.submit(ctx, at, Command::Claim(Claim { sale, id, channel, customer, qty }))?;
+        match ack.value {
+            Outcome::Reservation(view) => Ok(Ack { value: view, lsn: ack.lsn }),
+            other => Err(EngineError::Internal(format!("expected a reservation, got {other:?}"))),
+        }
+    }
+
+    /// One flash sale as it stands now.
+    pub fn flash_sale(&self, code: &str) -> Result<FlashSaleView> {
+        let state = &self.inner.state;
+        let sale = state.sale(code)?;
+        let sale_state = sale.state.lock();
+        let codes = state.locations.read().codes.clone();
+        Ok(sale.view(&sale_state, self.now(), &codes))
+    }
+
+    /// Every flash sale, by code.
+    pub fn flash_sales(&self) -> Vec<FlashSaleView> {
+        let state = &self.inner.state;
+        let now = self.now();
+        let codes = state.locations.read().codes.clone();
+        state.all_sales().iter().map(|sale| sale.view(&sale.state.lock(), now, &codes)).collect()
+    }
+
+    /// Expires due claims and ends sales past `ends_at`; returns how many claims expired.
+    pub(crate) fn expire_claims_and_end_sales(&self, now: Timestamp) -> Result<usize> {
+        let state = &self.inner.state;
+        let mut expired = 0;
+        for sale in state.all_sales() {
+            let (due, end) = {
+                let mut sale_state = sale.state.lock();
+                let mut due = Vec::new();
+                while let Some(Reverse((at, id))) = sale_state.expiries.peek().copied() {
+                    if at > now || due.len() >= CLAIM_EXPIRIES_PER_SWEEP_STEP_MAX {
+                        break;
+                    }
+                    sale_state.expiries.pop();
+                    due.push((at, id));
+                }
+                (due, !sale_state.ended && now >= sale_state.def.ends_at)
+            };
+            for (i, &(_, id)) in due.iter().enumerate() {
+                let live = state
+                    .reservations
+                    .get(&id)
+                    .is_some_and(|r| r.status == ReservationStatus::Active && r.expires_at <= now);
+                if !live {
+                    continue;
+                }
+                match self.submit(Context::actor(SYSTEM_ACTOR), now, Command::Expire { id }) {
+                    Ok(_) => expired += 1,
+                    Err(EngineError::Conflict(_)) | Err(EngineError::NotFound { .. }) => {}
+                    Err(e) => {
+                        let mut sale_state = sale.state.lock();
+                        for &(at, id) in &due[i..] {
+                            sale_state.expiries.push(Reverse((at, id)));
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            if end {
+                let command = Command::EndFlashSale { code: sale.code.to_string() };
+                match self.submit(Context::actor(SYSTEM_ACTOR), now, command) {
+                    Ok(_) | Err(EngineError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(expired)
+    }
+}
