@@ -377,7 +377,7 @@ impl State {
             return Err(Conflict::PerCustomerLimit { sale: claim.sale.clone(), limit, already: before }.into());
         }
         let channel = ChannelName::from(&claim.channel).map_err(|_| EngineError::invalid("channel", "too long"))?;
-        let codes = self.locations.read().codes.clone();
+        let locations = self.locations.read();
         let mut lines: SmallVec<[HeldLine; 1]> = SmallVec::new();
         let mut need = claim.qty;
         for share in state.pool.iter_mut() {
@@ -390,13 +390,14 @@ impl State {
             lines.push(HeldLine {
                 sku: sale.sku.clone(),
                 location: share.location,
-                location_code: codes.get(share.location as usize).cloned().unwrap_or_else(|| Arc::from("?")),
+                location_code: locations.codes.get(share.location as usize).cloned().unwrap_or_else(|| Arc::from("?")),
                 qty: take,
             });
             if need == 0 {
                 break;
             }
         }
+        drop(locations);
         state.held += claim.qty;
         state.count_customer(&claim.customer, i64::from(claim.qty));
         let expires_at = at + i64::from(state.def.hold_seconds) * 1000;
