@@ -27,6 +27,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::command::{AdjustChange, Command, LogRecord};
 use crate::docstore::DocumentStore;
+use crate::flash::PoolReturn;
 use crate::state::HoldChange;
 use crate::time::Timestamp;
 use crate::view::Outcome;
@@ -126,11 +127,11 @@ impl AuditLog {
     }
 
     /// Queues the movements of one applied record.
-    pub fn record(&self, lsn: Lsn, record: &LogRecord, outcome: &Outcome, on_hand_before: Option<i64>) {
+    pub fn record(&self, lsn: Lsn, record: &LogRecord, outcome: &Outcome, hint: &AuditHint) {
         if !self.holds && is_hold(&record.command) {
             return;
         }
-        let movements = movements_of(lsn, record, outcome, on_hand_before);
+        let movements = movements_of(lsn, record, outcome, hint);
         if movements.is_empty() {
             return;
         }
@@ -268,16 +269,32 @@ fn decode(bytes: &[u8]) -> std::io::Result<Movement> {
 
 /// Whether a command only takes or gives back a hold (changes nothing but `reserved`).
 fn is_hold(command: &Command) -> bool {
-    matches!(command, Command::Reserve(_) | Command::Release { .. } | Command::Expire { .. } | Command::Extend { .. })
+    matches!(
+        command,
+        Command::Reserve(_)
+            | Command::Release { .. }
+            | Command::Expire { .. }
+            | Command::Extend { .. }
+            | Command::Claim(_)
+    )
+}
+
+/// What the audit needs to know about an applied command that its record and outcome do not
+/// say, captured under the command's locks.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum AuditHint {
+    #[default]
+    None,
+    /// A count: what was on hand before it.
+    OnHandBefore(i64),
+    /// A flash sale's pool changed: each pooled cell's `reserved` moved by this much.
+    Pool(Vec<(String, i64)>),
+    /// A claim changed status; this is where freed units went.
+    Claim(PoolReturn),
 }
 
 /// The movements one applied record caused, one per touched cell.
-pub(crate) fn movements_of(
-    lsn: Lsn,
-    record: &LogRecord,
-    outcome: &Outcome,
-    on_hand_before: Option<i64>,
-) -> Vec<Movement> {
+pub(crate) fn movements_of(lsn: Lsn, record: &LogRecord, outcome: &Outcome, hint: &AuditHint) -> Vec<Movement> {
     let base = |sku: &str, location: &str| Movement {
         lsn,
         at: record.at,
@@ -302,7 +319,10 @@ pub(crate) fn movements_of(
         (Command::Adjust(adjust), Outcome::Cell(cell)) => {
             let delta = match adjust.change {
                 AdjustChange::Delta(delta) => delta,
-                AdjustChange::Counted(_) => cell.on_hand - on_hand_before.unwrap_or(0),
+                AdjustChange::Counted(_) => match hint {
+                    AuditHint::OnHandBefore(before) => cell.on_hand - before,
+                    _ => cell.on_hand,
+                },
             };
             let reason = match &adjust.note {
                 Some(note) => format!("{}: {note}", adjust.reason.as_str()),
@@ -328,9 +348,10 @@ pub(crate) fn movements_of(
             .iter()
             .map(|line| {
                 let qty = i64::from(line.qty);
-                let (on_hand, reserved, committed) = match HoldChange::of(&record.command) {
-                    Some((_, _, change)) => change.deltas(qty),
-                    None => (0, qty, 0),
+                let (on_hand, reserved, committed) = match (HoldChange::of(&record.command), hint) {
+                    (Some((_, _, change)), AuditHint::Claim(back)) => change.for_claim(*back).deltas(qty),
+                    (Some((_, _, change)), _) => change.deltas(qty),
+                    (None, _) => (0, qty, 0),
                 };
                 Movement {
                     reservation: Some(view.id),
@@ -341,7 +362,22 @@ pub(crate) fn movements_of(
                     ..base(&line.sku, &line.location)
                 }
             })
+            // A claim released into its open pool leaves its cells as they were.
+            .filter(|movement| (movement.on_hand, movement.reserved, movement.committed) != (0, 0, 0))
             .collect(),
+        (Command::PutFlashSale(_) | Command::EndFlashSale { .. }, Outcome::FlashSale { view, .. }) => {
+            let AuditHint::Pool(changes) = hint else { return Vec::new() };
+            let (code, sku) = (&view.def.code, &view.def.sku);
+            changes
+                .iter()
+                .filter(|(_, delta)| *delta != 0)
+                .map(|(location, delta)| Movement {
+                    reserved: *delta,
+                    reason: Some(format!("flash sale {code}")),
+                    ..base(sku, location)
+                })
+                .collect()
+        }
         _ => Vec::new(),
     }
 }

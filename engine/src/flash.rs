@@ -486,12 +486,37 @@ impl State {
         Ok(back)
     }
 
+    /// Each pooled cell's code and remaining units, for the audit of a pool change.
+    pub(crate) fn pool_codes(&self, state: &SaleState) -> Vec<(String, u32)> {
+        let locations = self.locations.read();
+        state
+            .pool
+            .iter()
+            .map(|share| {
+                let code = locations.codes.get(share.location as usize).map_or("?", |code| &**code);
+                (code.to_owned(), share.remaining)
+            })
+            .collect()
+    }
+
     /// The sales table's entries, for sweeps, snapshots and checks.
     pub(crate) fn all_sales(&self) -> Vec<Arc<Sale>> {
         let mut sales: Vec<Arc<Sale>> = self.sales.read().values().cloned().collect();
         sales.sort_unstable_by(|a, b| a.code.cmp(&b.code));
         sales
     }
+}
+
+/// How each pooled cell's `reserved` moved when a sale's pool went from `before` to `after`.
+pub(crate) fn pool_change(before: &[(String, u32)], after: &FlashSaleView) -> Vec<(String, i64)> {
+    after
+        .pool
+        .iter()
+        .map(|share| {
+            let was = before.iter().find(|(code, _)| *code == share.location).map_or(0, |(_, remaining)| *remaining);
+            (share.location.clone(), i64::from(share.remaining) - i64::from(was))
+        })
+        .collect()
 }
 
 /// Takes `quantity` units out of `available` into a pool: from `location`, or from every

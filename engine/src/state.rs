@@ -27,13 +27,13 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smallvec::SmallVec;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditHint, AuditLog};
 use crate::cell::Cell;
 use crate::command::{
     Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve, ReserveLine,
 };
 use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
-use crate::flash::{PoolReturn, Sale, SaleState};
+use crate::flash::{pool_change, PoolReturn, Sale, SaleState};
 use crate::limits::*;
 use crate::model::{LocationDef, SkuDef};
 use crate::time::{day_of, Timestamp};
@@ -366,7 +366,7 @@ impl State {
                 }
             };
             let outcome = Outcome::Put { created };
-            let lsn = self.finish(record, sink, key, &outcome, None)?;
+            let lsn = self.finish(record, sink, key, &outcome, &AuditHint::None)?;
             return Ok((outcome, lsn));
         }
 
@@ -375,7 +375,7 @@ impl State {
             let sale = self.sale(&claim.sale)?;
             let mut state = sale.state.lock();
             let outcome = self.apply_claim(record, claim, &sale, &mut state)?;
-            let lsn = self.finish(record, sink, key, &outcome, None)?;
+            let lsn = self.finish(record, sink, key, &outcome, &AuditHint::None)?;
             return Ok((outcome, lsn));
         }
         if let Command::PutFlashSale(def) = &record.command {
@@ -384,9 +384,14 @@ impl State {
             let mut table = self.sales.write();
             let existing = table.get(def.code.as_str()).cloned();
             let mut existing_state = existing.as_ref().map(|sale| sale.state.lock());
+            let pool_before = existing_state.as_deref().map(|state| self.pool_codes(state)).unwrap_or_default();
             let existing_sale = existing.as_deref().zip(existing_state.as_deref_mut());
             let (outcome, created) = self.apply_put_sale(record, def, &mut guards, existing_sale, table.len())?;
-            let lsn = self.finish(record, sink, key, &outcome, None)?;
+            let hint = match &outcome {
+                Outcome::FlashSale { view, .. } => AuditHint::Pool(pool_change(&pool_before, view)),
+                _ => AuditHint::None,
+            };
+            let lsn = self.finish(record, sink, key, &outcome, &hint)?;
             if let Some(sale) = created {
                 table.insert(def.code.as_str().into(), sale);
             }
@@ -399,16 +404,26 @@ impl State {
         let mut sale_state = sale.as_ref().map(|sale| sale.state.lock());
         let mut sale = sale.as_deref().zip(sale_state.as_deref_mut());
         // A count's movement is the difference to what was on hand before it.
-        let on_hand_before = match &record.command {
+        let mut hint = match &record.command {
             Command::Adjust(Adjust { sku, location, change: AdjustChange::Counted(_), .. }) => {
                 let location = self.locations.read().id(location);
                 let entry = self.sku_mut(&mut guards, sku).ok();
-                Some(entry.zip(location).and_then(|(entry, id)| entry.cell(id)).map_or(0, |cell| cell.on_hand))
+                AuditHint::OnHandBefore(
+                    entry.zip(location).and_then(|(entry, id)| entry.cell(id)).map_or(0, |cell| cell.on_hand),
+                )
             }
-            _ => None,
+            _ => AuditHint::None,
         };
         let outcome = self.apply(record, &mut guards, sale.as_mut().map(|(sale, state)| (*sale, &mut **state)))?;
-        let lsn = self.finish(record, sink, key, &outcome, on_hand_before)?;
+        if let Some((_, state)) = &sale {
+            hint = match (&record.command, &outcome) {
+                (Command::EndFlashSale { .. }, Outcome::FlashSale { view, .. }) => AuditHint::Pool(
+                    view.pool.iter().map(|share| (share.location.clone(), -i64::from(share.remaining))).collect(),
+                ),
+                _ => AuditHint::Claim(if state.ended { PoolReturn::ToCell } else { PoolReturn::ToPool }),
+            };
+        }
+        let lsn = self.finish(record, sink, key, &outcome, &hint)?;
         drop(sale_state);
         drop(guards);
         Ok((outcome, lsn))
@@ -436,7 +451,7 @@ impl State {
         sink: &Sink<'_>,
         key: Option<&str>,
         outcome: &Outcome,
-        on_hand_before: Option<i64>,
+        hint: &AuditHint,
     ) -> Result<Option<Lsn>> {
         let lsn = match sink {
             // Nothing is written without durability: skip the encoding too.
@@ -454,7 +469,7 @@ impl State {
                 Sink::Log(_) => None,
             }),
         ) {
-            audit.record(lsn, record, outcome, on_hand_before);
+            audit.record(lsn, record, outcome, hint);
         }
         if let (Some(key), Some(tag)) = (key, &record.idempotency) {
             self.idempotency.insert(

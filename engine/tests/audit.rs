@@ -138,3 +138,48 @@ fn check_trail(holds: bool) {
     assert_eq!(all.len(), 6 + 2 * holds_count, "nothing lost or doubled by restart: {all:#?}");
     assert_eq!(summary(&all[..expected.len()]), expected);
 }
+
+#[test]
+fn flash_sale_movements_add_up_to_the_cell() {
+    use aisle_engine::flash::{ClaimRequest, FlashSaleDef};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(1_750_000_000_000);
+    let engine = open(dir.path(), &clock, true);
+    common::seed(&engine, &["A", "B"], &["DROP"], 5);
+    let ctx = Context::actor("ops");
+    let def = FlashSaleDef {
+        code: "S".into(),
+        sku: "DROP".into(),
+        location: None,
+        quantity: 8,
+        starts_at: 1_749_999_000_000,
+        ends_at: 1_750_000_060_000,
+        per_customer_limit: 2,
+        hold_seconds: 30,
+    };
+    engine.wait(engine.put_flash_sale(ctx, def.clone()).expect("sale")).expect("durable");
+    engine.wait(engine.put_flash_sale(ctx, FlashSaleDef { quantity: 7, ..def }).expect("shrink")).expect("durable");
+    let mut ids = Vec::new();
+    for customer in ["a", "b", "c"] {
+        let claim = ClaimRequest { sale: "S".into(), channel: "web".into(), customer: customer.into(), qty: 2 };
+        ids.push(engine.wait(engine.claim(ctx, claim).expect("claim")).expect("durable").id);
+    }
+    engine.wait(engine.commit(ctx, ids[0], None).expect("commit")).expect("durable");
+    engine.wait(engine.release(ctx, ids[1]).expect("release into the pool")).expect("durable");
+    clock.advance_ms(60_000);
+    engine.expire_due().expect("c's claim expires, then the sale ends");
+    for location in ["A", "B"] {
+        let moved = trail(&engine, Some("DROP"), Some(location));
+        let cell = engine.cell("DROP", location).expect("cell");
+        let sum = |f: fn(&Movement) -> i64| moved.iter().map(f).sum::<i64>();
+        assert_eq!(
+            (sum(|m| m.on_hand), sum(|m| m.reserved), sum(|m| m.committed)),
+            (cell.on_hand, cell.reserved, cell.committed),
+            "{location}: {:?}",
+            summary(&moved)
+        );
+    }
+    let all = trail(&engine, Some("DROP"), None);
+    assert!(all.iter().any(|m| m.command == "end_flash_sale" && m.reason.as_deref() == Some("flash sale S")));
+    assert!(all.iter().all(|m| m.command != "claim"), "a claim moves units inside the pool only");
+}
