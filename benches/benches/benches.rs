@@ -18,6 +18,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = suites::reserve::bench, suites::expiry::bench, suites::wal::bench, suites::recovery::bench
+    targets = suites::reserve::bench, suites::flash::bench, suites::expiry::bench, suites::wal::bench, suites::recovery::bench
 }
 criterion_main!(benches);

@@ -90,3 +90,25 @@ pub fn rss_bytes() -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
 }
+
+/// Opens a flash sale of `quantity` units of SKU 0 at location 0, open for an hour, limit 1.
+pub fn flash_sale(engine: &Engine, code: &str, quantity: u32) {
+    let now = aisle_engine::time::Clock::now(&SystemClock);
+    let def = aisle_engine::flash::FlashSaleDef {
+        code: code.into(),
+        sku: sku_code(0),
+        location: Some(location_code(0)),
+        quantity,
+        starts_at: now - 1,
+        ends_at: now + 3_600_000,
+        per_customer_limit: 1,
+        hold_seconds: 600,
+    };
+    let ack = engine.put_flash_sale(Context::actor(ACTOR), def).expect("flash sale");
+    engine.wait(ack).expect("durable");
+}
+
+/// A claim of one unit by `customer`.
+pub fn claim(sale: &str, customer: &str) -> aisle_engine::flash::ClaimRequest {
+    aisle_engine::flash::ClaimRequest { sale: sale.into(), channel: "web".into(), customer: customer.into(), qty: 1 }
+}

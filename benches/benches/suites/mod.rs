@@ -1,4 +1,5 @@
 pub mod expiry;
+pub mod flash;
 pub mod recovery;
 pub mod reserve;
 pub mod wal;

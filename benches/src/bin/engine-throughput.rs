@@ -3,13 +3,14 @@
 //! recovery of a million cells, and memory per cell.
 //!
 //! Usage: `cargo run --release -p aisle-benches --bin engine-throughput [area...]`
-//! where an area is one of `pairs`, `fsync`, `replay`, `cells` (all when none is given).
+//! where an area is one of `pairs`, `fsync`, `latency`, `flash`, `replay`, `cells` (all when none
+//! is given).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aisle_benches::{request, rss_bytes, seeded, ACTOR};
+use aisle_benches::{claim, flash_sale, request, rss_bytes, seeded, ACTOR};
 use aisle_engine::time::SystemClock;
 use aisle_engine::wal::{Durability, WalStats};
 use aisle_engine::{Context, Engine, EngineConfig, Storage};
@@ -79,6 +80,9 @@ fn main() {
     }
     if wants("latency") {
         fsync_latency();
+    }
+    if wants("flash") {
+        flash_claims();
     }
     if wants("replay") {
         replay();
@@ -224,6 +228,96 @@ fn fsync_latency() {
         at(0.99),
         at(1.0)
     );
+    engine.close().expect("close");
+}
+
+/// Units in each measured pool: the most one sale may hold.
+const FLASH_POOL: u32 = 1_000_000;
+
+/// Claims per second on one pool of [`FLASH_POOL`] units by distinct customers (limit 1),
+/// until it sells out: durability `none` on 2 threads, then `fsync` with 64 async submitters;
+/// then the rate of sold-out answers.
+fn flash_claims() {
+    let (storage, _, _) = Storage::memory();
+    let engine = seeded(Durability::None, storage, 1, 1, FLASH_POOL);
+    flash_sale(&engine, "DROP", FLASH_POOL);
+    let sold = AtomicU64::new(0);
+    let started = Instant::now();
+    let customers = FLASH_POOL as usize + 1000;
+    std::thread::scope(|scope| {
+        for t in 0..2usize {
+            let (engine, sold) = (&engine, &sold);
+            scope.spawn(move || {
+                let ctx = Context::actor(ACTOR);
+                let mut name = String::with_capacity(16);
+                for i in (t..customers).step_by(2) {
+                    name.clear();
+                    std::fmt::Write::write_fmt(&mut name, format_args!("c{i}")).expect("formatting");
+                    match engine.claim(ctx, claim("DROP", &name)) {
+                        Ok(_) => {
+                            sold.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    let sold = sold.into_inner();
+    println!(
+        "flash durability=none threads=2: {sold} claims in {:.3} s = {:.0} claims/s",
+        elapsed.as_secs_f64(),
+        sold as f64 / elapsed.as_secs_f64()
+    );
+    let refusals = run_threads(2, |t, stop| {
+        let ctx = Context::actor(ACTOR);
+        let name = format!("late-{t}");
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let _ = engine.claim(ctx, claim("DROP", &name)).expect_err("sold out");
+            n += 1;
+        }
+        n
+    });
+    println!("flash sold-out answers threads=2: {refusals:.0} answers/s");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = seeded(Durability::Fsync, Storage::dir(dir.path()).expect("storage"), 1, 1, FLASH_POOL);
+    flash_sale(&engine, "DROP", FLASH_POOL);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let before = engine.stats().wal;
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let done: u64 = runtime.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (engine, next) = (engine.clone(), next.clone());
+                tokio::spawn(async move {
+                    let ctx = Context::actor(ACTOR);
+                    let mut n = 0u64;
+                    let deadline = Instant::now() + RUN;
+                    while Instant::now() < deadline {
+                        let customer = format!("c{}", next.fetch_add(1, Ordering::Relaxed));
+                        let Ok(ack) = engine.claim(ctx, claim("DROP", &customer)) else { break };
+                        if let Some(lsn) = ack.lsn {
+                            engine.durable(lsn).await.expect("durable");
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut done = 0;
+        for task in tasks {
+            done += task.await.expect("task");
+        }
+        done
+    });
+    let elapsed = started.elapsed();
+    report_fsync("flash claims tasks=64", done as f64 / elapsed.as_secs_f64(), elapsed, &before, &engine.stats().wal);
     engine.close().expect("close");
 }
 
