@@ -72,6 +72,9 @@ pub enum Command {
     EndFlashSale {
         code: String,
     },
+    /// A reservation with lines to source. Never logged: it is planned under the shard locks
+    /// and logged as the [`Command::Reserve`] it resolves to.
+    ReserveSourced(ReserveSourced),
 }
 
 impl Command {
@@ -93,6 +96,7 @@ impl Command {
             Command::PutFlashSale(_) => "put_flash_sale",
             Command::Claim(_) => "claim",
             Command::EndFlashSale { .. } => "end_flash_sale",
+            Command::ReserveSourced(_) => "reserve",
         }
     }
 }
@@ -188,6 +192,28 @@ pub struct Reserve {
     pub expires_at: Timestamp,
     /// Merged: at most one line per (sku, location).
     pub lines: Vec<ReserveLine>,
+}
+
+/// Where a sourced basket goes.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Fulfillment {
+    /// Shipped to the customer at these coordinates (degrees).
+    Ship { lat: f64, lon: f64 },
+    /// Collected at this location (stock elsewhere is shipped to it).
+    Pickup { location: String },
+}
+
+/// A reservation whose lines without a location (`location` empty) are sourced (SPEC §3).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ReserveSourced {
+    pub id: u64,
+    pub channel: String,
+    pub customer: Option<String>,
+    pub expires_at: Timestamp,
+    /// Merged per (sku, location); lines to source have an empty location.
+    pub lines: Vec<ReserveLine>,
+    pub fulfillment: Fulfillment,
+    pub allow_split: bool,
 }
 
 /// A flash-sale claim. Which cell(s) of the pool it takes from follows from the pool's state,

@@ -53,6 +53,7 @@ pub mod flash;
 pub mod limits;
 pub mod model;
 pub mod snapshot;
+pub mod sourced;
 pub mod sourcing;
 mod state;
 pub mod time;

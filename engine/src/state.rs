@@ -36,6 +36,7 @@ use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
 use crate::flash::{pool_change, PoolReturn, Sale, SaleState};
 use crate::limits::*;
 use crate::model::{LocationDef, SkuDef};
+use crate::sourcing::GeoPoint;
 use crate::time::{day_of, Timestamp};
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView};
 use crate::wal::{Durability, Lsn, Wal};
@@ -49,6 +50,8 @@ pub(crate) struct LocationTable {
     pub defs: Vec<LocationDef>,
     /// Shared codes, so held lines can name their location without this table's lock.
     pub codes: Vec<Arc<str>>,
+    /// Each location's coordinates, ready for the sourcing planner's distance ranking.
+    pub points: Vec<GeoPoint>,
 }
 
 impl LocationTable {
@@ -63,8 +66,15 @@ impl LocationTable {
         let id = self.defs.len() as LocId;
         self.by_code.insert(def.code.as_str().into(), id);
         self.codes.push(def.code.as_str().into());
+        self.points.push(GeoPoint::of(&def));
         self.defs.push(def);
         id
+    }
+
+    /// Replaces a location's definition (its code stays).
+    pub fn replace(&mut self, id: LocId, def: LocationDef) {
+        self.points[id as usize] = GeoPoint::of(&def);
+        self.defs[id as usize] = def;
     }
 }
 
@@ -300,7 +310,7 @@ impl State {
         ((FxBuildHasher.hash_one(sku) >> 40) as usize) & self.shard_mask
     }
 
-    fn lock(&self, mut shards: SmallVec<[usize; 4]>) -> Guards<'_> {
+    pub(crate) fn lock(&self, mut shards: SmallVec<[usize; 4]>) -> Guards<'_> {
         shards.sort_unstable();
         shards.dedup();
         shards.into_iter().map(|i| (i, self.shards[i].lock())).collect()
@@ -354,7 +364,7 @@ impl State {
             let mut table = self.locations.write();
             let created = match table.id(&def.code) {
                 Some(id) => {
-                    table.defs[id as usize] = def.clone();
+                    table.replace(id, def.clone());
                     false
                 }
                 None => {
@@ -367,6 +377,22 @@ impl State {
             };
             let outcome = Outcome::Put { created };
             let lsn = self.finish(record, sink, key, &outcome, &AuditHint::None)?;
+            return Ok((outcome, lsn));
+        }
+
+        if let Command::ReserveSourced(request) = &record.command {
+            // Planned and held under the same shard locks: no plan-then-race. The log gets the
+            // resolved reservation, so replay never re-plans.
+            let mut guards = self.lock(self.shards_of(&record.command)?);
+            let reserve = self.resolve_sourced(record.at, request, &mut guards)?;
+            let resolved = LogRecord {
+                at: record.at,
+                actor: record.actor.clone(),
+                idempotency: record.idempotency.clone(),
+                command: Command::Reserve(reserve),
+            };
+            let outcome = self.apply(&resolved, &mut guards, None)?;
+            let lsn = self.finish(&resolved, sink, key, &outcome, &AuditHint::None)?;
             return Ok((outcome, lsn));
         }
 
@@ -485,7 +511,7 @@ impl State {
         Ok(lsn)
     }
 
-    fn shards_of(&self, command: &Command) -> Result<SmallVec<[usize; 4]>> {
+    pub(crate) fn shards_of(&self, command: &Command) -> Result<SmallVec<[usize; 4]>> {
         Ok(match command {
             Command::PutLocation(_) => SmallVec::new(),
             Command::PutSku(def) => smallvec::smallvec![self.shard_of(&def.code)],
@@ -495,6 +521,7 @@ impl State {
                 smallvec::smallvec![self.shard_of(sku)]
             }
             Command::Reserve(reserve) => reserve.lines.iter().map(|l| self.shard_of(&l.sku)).collect(),
+            Command::ReserveSourced(request) => request.lines.iter().map(|l| self.shard_of(&l.sku)).collect(),
             Command::PutFlashSale(def) => smallvec::smallvec![self.shard_of(&def.sku)],
             Command::Claim(_) => SmallVec::new(),
             Command::EndFlashSale { code } => smallvec::smallvec![self.shard_of(&self.sale(code)?.sku)],
@@ -525,6 +552,17 @@ impl State {
             .map(|(_, guard)| &mut **guard)
             .ok_or_else(|| EngineError::Internal(format!("shard {shard} of {sku} is not locked")))?;
         state.skus.get_mut(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))
+    }
+
+    /// Like [`State::sku_mut`], for reading several SKUs at once.
+    pub(crate) fn sku_ref<'g>(&self, guards: &'g Guards<'_>, sku: &str) -> Result<&'g SkuEntry> {
+        let shard = self.shard_of(sku);
+        let state = guards
+            .iter()
+            .find(|(i, _)| *i == shard)
+            .map(|(_, guard)| &**guard)
+            .ok_or_else(|| EngineError::Internal(format!("shard {shard} of {sku} is not locked")))?;
+        state.skus.get(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))
     }
 
     fn shard_mut<'g>(&self, guards: &'g mut Guards<'_>, shard: usize) -> Result<&'g mut ShardState> {
@@ -653,8 +691,8 @@ impl State {
             | Command::Release { id }
             | Command::Cancel { id }
             | Command::Expire { id } => Ok(Outcome::Reservation(self.transition(record, *id, guards, sale)?)),
-            Command::PutFlashSale(_) | Command::Claim(_) => {
-                Err(EngineError::Internal("flash-sale writes run on their own path".into()))
+            Command::PutFlashSale(_) | Command::Claim(_) | Command::ReserveSourced(_) => {
+                Err(EngineError::Internal("this command runs on its own path".into()))
             }
             Command::EndFlashSale { .. } => {
                 let (sale, state) =

@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 
 use aisle_engine::cell::Lot;
-use aisle_engine::command::{Adjust, AdjustChange, AdjustReason, LotRef, Receive, ReserveLine};
+use aisle_engine::command::{Adjust, AdjustChange, AdjustReason, Fulfillment, LotRef, Receive, ReserveLine};
 use aisle_engine::error::FieldError;
 use aisle_engine::flash::{FlashSaleDef, FlashSaleView};
 use aisle_engine::limits::{LINE_QTY_MAX, PER_CUSTOMER_LIMIT_MAX, TTL_SECONDS_MAX};
 use aisle_engine::model::{LocationDef, LocationKind, SkuDef};
+use aisle_engine::sourced::{Quote, SourcingRequest};
 use aisle_engine::time::{Day, Timestamp};
 use aisle_engine::view::{CellView, ReservationView, StockTotals};
 use serde::{Deserialize, Serialize};
@@ -408,8 +409,32 @@ pub struct SkuStockOut {
 pub struct ReserveLineIn {
     pub sku: String,
     pub qty: i64,
-    /// Absent: the line is sourced (not implemented yet → 501).
+    /// Absent: the line is sourced (SPEC §3).
     pub location: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointIn {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// `{type: "ship", to: {lat, lon}}` or `{type: "pickup", location}`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum FulfillmentIn {
+    Ship { to: PointIn },
+    Pickup { location: String },
+}
+
+impl From<FulfillmentIn> for Fulfillment {
+    fn from(f: FulfillmentIn) -> Self {
+        match f {
+            FulfillmentIn::Ship { to } => Fulfillment::Ship { lat: to.lat, lon: to.lon },
+            FulfillmentIn::Pickup { location } => Fulfillment::Pickup { location },
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,8 +444,8 @@ pub struct ReserveIn {
     pub lines: Vec<ReserveLineIn>,
     pub ttl_seconds: Option<i64>,
     pub customer: Option<String>,
-    /// Accepted so the shape matches SPEC; sourcing is another issue (501 when used).
-    pub fulfillment: Option<serde_json::Value>,
+    /// Needed when a line has no location: where the sourced units go.
+    pub fulfillment: Option<FulfillmentIn>,
     pub allow_split: Option<bool>,
 }
 
@@ -432,13 +457,29 @@ pub fn ttl(field: &str, seconds: i64) -> Result<u32, ApiError> {
     }
 }
 
-impl ReserveIn {
-    /// Whether any part asks for sourcing, which this server does not do yet.
-    pub fn needs_sourcing(&self) -> bool {
-        self.fulfillment.is_some() || self.allow_split.is_some() || self.lines.iter().any(|l| l.location.is_none())
-    }
+/// What a reservation request asks the engine to do.
+#[derive(Debug)]
+pub enum ReserveCall {
+    /// Every line names its location.
+    Located(aisle_engine::ReserveRequest),
+    /// Some lines are sourced.
+    Sourced { request: SourcingRequest, customer: Option<String>, ttl_seconds: Option<u32> },
+}
 
-    pub fn into_request(self) -> Result<aisle_engine::ReserveRequest, ApiError> {
+fn reserve_lines(lines: Vec<ReserveLineIn>, errors: &mut Vec<FieldError>) -> Vec<ReserveLine> {
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| ReserveLine {
+            qty: line_qty(format!("lines[{i}].qty"), l.qty, errors),
+            sku: l.sku,
+            location: l.location.unwrap_or_default(),
+        })
+        .collect()
+}
+
+impl ReserveIn {
+    pub fn into_call(self) -> Result<ReserveCall, ApiError> {
         let mut errors = Vec::new();
         let ttl_seconds = match self.ttl_seconds {
             None => None,
@@ -450,19 +491,112 @@ impl ReserveIn {
                 }
             },
         };
+        if self.lines.iter().any(|l| l.location.as_deref() == Some("")) {
+            errors.push(FieldError::new("lines", "a location, when given, must not be empty"));
+        }
+        let sourced = self.lines.iter().any(|l| l.location.is_none());
+        let lines = reserve_lines(self.lines, &mut errors);
+        let call = match self.fulfillment {
+            Some(fulfillment) => ReserveCall::Sourced {
+                request: SourcingRequest {
+                    channel: self.channel,
+                    lines,
+                    fulfillment: fulfillment.into(),
+                    allow_split: self.allow_split.unwrap_or(true),
+                },
+                customer: self.customer,
+                ttl_seconds,
+            },
+            None => {
+                if sourced {
+                    errors.push(FieldError::new("fulfillment", "is required when a line has no location"));
+                }
+                if self.allow_split.is_some() {
+                    errors.push(FieldError::new("allow_split", "applies only with a fulfillment"));
+                }
+                ReserveCall::Located(aisle_engine::ReserveRequest {
+                    channel: self.channel,
+                    customer: self.customer,
+                    ttl_seconds,
+                    lines,
+                })
+            }
+        };
+        finish(call, errors)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteLineIn {
+    pub sku: String,
+    pub qty: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteIn {
+    pub channel: String,
+    pub lines: Vec<QuoteLineIn>,
+    pub fulfillment: FulfillmentIn,
+    pub allow_split: Option<bool>,
+}
+
+impl QuoteIn {
+    pub fn into_request(self) -> Result<SourcingRequest, ApiError> {
+        let mut errors = Vec::new();
         let lines = self
             .lines
             .into_iter()
-            .enumerate()
-            .map(|(i, l)| ReserveLine {
-                qty: line_qty(format!("lines[{i}].qty"), l.qty, &mut errors),
-                sku: l.sku,
-                location: l.location.unwrap_or_default(),
-            })
-            .collect();
-        let request =
-            aisle_engine::ReserveRequest { channel: self.channel, customer: self.customer, ttl_seconds, lines };
+            .map(|l| ReserveLineIn { sku: l.sku, qty: l.qty, location: None })
+            .collect::<Vec<_>>();
+        let lines = reserve_lines(lines, &mut errors);
+        let request = SourcingRequest {
+            channel: self.channel,
+            lines,
+            fulfillment: self.fulfillment.into(),
+            allow_split: self.allow_split.unwrap_or(true),
+        };
         finish(request, errors)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuoteLineOut {
+    pub sku: String,
+    pub qty: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShipmentOut {
+    pub location: String,
+    pub distance_km: f64,
+    pub lines: Vec<QuoteLineOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuoteOut {
+    pub fulfillable: bool,
+    pub shipments: Vec<ShipmentOut>,
+    pub shortfalls: Vec<crate::problem::ShortfallOut>,
+}
+
+impl From<Quote> for QuoteOut {
+    fn from(q: Quote) -> Self {
+        QuoteOut {
+            fulfillable: q.fulfillable,
+            shipments: q
+                .shipments
+                .into_iter()
+                .map(|s| ShipmentOut {
+                    location: s.location,
+                    // Metres are precise enough for a quote.
+                    distance_km: (s.distance_km * 1000.0).round() / 1000.0,
+                    lines: s.lines.into_iter().map(|(sku, qty)| QuoteLineOut { sku, qty }).collect(),
+                })
+                .collect(),
+            shortfalls: crate::problem::shortfalls(&q.shortfalls),
+        }
     }
 }
 

@@ -98,7 +98,7 @@ fn field_errors(errors: &[FieldError]) -> Vec<FieldErrorOut> {
     errors.iter().map(|e| FieldErrorOut { field: e.field.clone(), message: e.message.clone() }).collect()
 }
 
-fn shortfalls(list: &[Shortfall]) -> Vec<ShortfallOut> {
+pub fn shortfalls(list: &[Shortfall]) -> Vec<ShortfallOut> {
     list.iter()
         .map(|s| ShortfallOut {
             sku: s.sku.clone(),

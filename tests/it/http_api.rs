@@ -324,13 +324,39 @@ fn bad_input_is_rejected_and_changes_nothing() {
             ("DELETE", "/v1/reservations/999999", String::new(), 404, "not_found"),
             ("GET", "/v1/nothing-here", String::new(), 404, "not_found"),
             ("DELETE", "/v1/skus/TEE-M", String::new(), 405, "method_not_allowed"),
-            ("POST", "/v1/sourcing/quote", json!({}).to_string(), 501, "not_implemented"),
+            ("POST", "/v1/sourcing/quote", json!({}).to_string(), 400, "invalid_request"),
+            (
+                "POST",
+                "/v1/sourcing/quote",
+                json!({"channel": "web", "lines": [{"sku": SKU, "qty": 1}], "fulfillment": {"type": "teleport"}})
+                    .to_string(),
+                400,
+                "invalid_request",
+            ),
+            (
+                "POST",
+                "/v1/sourcing/quote",
+                json!({"channel": "web", "lines": [{"sku": SKU, "qty": 1}],
+                       "fulfillment": {"type": "ship", "to": {"lat": 91.0, "lon": 0.0}}})
+                .to_string(),
+                422,
+                "invalid_request",
+            ),
+            (
+                "POST",
+                "/v1/sourcing/quote",
+                json!({"channel": "web", "lines": [{"sku": SKU, "qty": 1}],
+                       "fulfillment": {"type": "pickup", "location": "NOWHERE"}})
+                .to_string(),
+                422,
+                "invalid_request",
+            ),
             (
                 "POST",
                 "/v1/reservations",
                 json!({"channel": "web", "lines": [{"sku": SKU, "qty": 1}]}).to_string(),
-                501,
-                "not_implemented",
+                422,
+                "invalid_request",
             ),
             ("GET", "/v1/availability?skus=TEE-M", String::new(), 501, "not_implemented"),
             ("PUT", "/v1/flash-sales/S1", json!({}).to_string(), 400, "invalid_request"),

@@ -4,5 +4,6 @@ mod http_api;
 mod http_crash;
 mod http_flash;
 mod http_readonly;
+mod http_sourcing;
 mod kill9;
 mod support;

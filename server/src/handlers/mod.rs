@@ -119,6 +119,7 @@ pub async fn dispatch(app: &Arc<App>, route: &'static Route, call: Call<'_>) -> 
         E::GetStock => catalog::get_stock(app, call),
         E::GetCell => catalog::get_cell(app, call),
         E::Movements => catalog::movements(app, call).await,
+        E::Quote => reservations::quote(app, call),
         E::CreateReservation => reservations::create(app, call).await,
         E::GetReservation => reservations::get(app, call),
         E::ExtendReservation => reservations::extend(app, call).await,

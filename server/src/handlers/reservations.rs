@@ -5,14 +5,17 @@
 
 use std::sync::Arc;
 
+use aisle_engine::command::Fulfillment;
 use aisle_engine::view::ReservationView;
 use aisle_engine::EngineError;
 use hyper::StatusCode;
 
 use super::{Call, Reply};
 use crate::app::App;
-use crate::auth::Principal;
-use crate::dto::{parse_reservation_id, ttl, CommitIn, Empty, ExtendIn, ReservationOut, ReserveIn};
+use crate::auth::{Principal, Role};
+use crate::dto::{
+    parse_reservation_id, ttl, CommitIn, Empty, ExtendIn, QuoteIn, QuoteOut, ReservationOut, ReserveCall, ReserveIn,
+};
 use crate::problem::ApiError;
 
 fn check_access(principal: &Principal, reservation: &ReservationView) -> Result<(), ApiError> {
@@ -33,15 +36,27 @@ fn reply(status: StatusCode, view: ReservationView) -> Result<Reply, ApiError> {
 }
 
 pub async fn create(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
-    let body: ReserveIn = call.json()?;
-    if body.needs_sourcing() {
-        return Err(ApiError::NotImplemented("sourcing (lines without location, fulfillment, allow_split)"));
-    }
-    let request = body.into_request()?;
+    let call_body = call.json::<ReserveIn>()?.into_call()?;
     let principal = call.principal()?;
-    principal.check_channel(&request.channel)?;
-    request.lines.iter().try_for_each(|line| principal.check_location(&line.location))?;
-    let outcome = match app.engine.reserve(call.context()?, request) {
+    let submitted = match call_body {
+        ReserveCall::Located(request) => {
+            principal.check_channel(&request.channel)?;
+            request.lines.iter().try_for_each(|line| principal.check_location(&line.location))?;
+            app.engine.reserve(call.context()?, request)
+        }
+        ReserveCall::Sourced { request, customer, ttl_seconds } => {
+            principal.check_channel(&request.channel)?;
+            // A POS token sources for its own store: the basket is collected there.
+            if let Some(own) = principal.location.as_deref().filter(|_| principal.role == Role::Pos) {
+                let pickup_here = matches!(&request.fulfillment, Fulfillment::Pickup { location } if location == own);
+                if !pickup_here {
+                    return Err(ApiError::Forbidden(format!("a POS token sources only for pickup at {own:?}")));
+                }
+            }
+            app.engine.reserve_sourced(call.context()?, request, customer, ttl_seconds)
+        }
+    };
+    let outcome = match submitted {
         Ok(ack) => app.durable(ack).await,
         Err(e) => Err(e.into()),
     };
@@ -96,4 +111,12 @@ pub async fn release(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> 
         app.metrics.reservation(view.status.as_str());
     }
     reply(StatusCode::OK, view)
+}
+
+/// `POST /v1/sourcing/quote`: the plan a sourced reservation would get now; holds nothing.
+pub fn quote(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
+    let request = call.json::<QuoteIn>()?.into_request()?;
+    call.principal()?.check_channel(&request.channel)?;
+    let quote = app.engine.quote(&request)?;
+    Reply::json(StatusCode::OK, &QuoteOut::from(quote))
 }

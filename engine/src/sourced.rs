@@ -1,0 +1,270 @@
+//! The engine side of sourcing: quotes and sourced reservations, both planned by
+//! [`crate::sourcing`] over the cells as they stand under the basket's shard locks.
+//!
+//! A sourced reservation is planned and held in one critical section (no plan-then-race), and
+//! what reaches the log is the plain [`Command::Reserve`] it resolves to, so replay never
+//! plans again and a later change of the planner cannot change history.
+
+use std::sync::atomic::Ordering;
+
+use rustc_hash::FxHashMap;
+
+use crate::command::{Command, Fulfillment, Reserve, ReserveLine, ReserveSourced};
+use crate::engine::{Ack, Engine};
+use crate::error::{EngineError, FieldError, Result, Shortfall};
+use crate::limits::{LINES_PER_REQUEST_MAX, LINE_QTY_MAX, TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX};
+use crate::model::{check_channel, check_code, finish};
+use crate::sourcing::{self, Destination, Plan, Scratch, Site};
+use crate::state::{Context, Guards, LocId, State};
+use crate::time::{day_of, Timestamp};
+use crate::view::ReservationView;
+
+/// A basket to source: quote it, or reserve it.
+#[derive(Debug, Clone)]
+pub struct SourcingRequest {
+    pub channel: String,
+    /// Lines with an empty `location` are sourced; the others are held where they say.
+    pub lines: Vec<ReserveLine>,
+    pub fulfillment: Fulfillment,
+    pub allow_split: bool,
+}
+
+/// One shipment of a quote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuoteShipment {
+    pub location: String,
+    pub distance_km: f64,
+    /// `(sku, qty)`.
+    pub lines: Vec<(String, u32)>,
+}
+
+/// What sourcing a basket would do now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    pub fulfillable: bool,
+    pub shipments: Vec<QuoteShipment>,
+    pub shortfalls: Vec<Shortfall>,
+}
+
+/// A plan over the sourced lines, with what is needed to name its parts.
+struct Planned {
+    plan: Plan,
+    /// The sourced lines (merged per SKU), in plan line order.
+    skus: Vec<(String, u32)>,
+    /// Location codes by id.
+    codes: Vec<String>,
+}
+
+impl State {
+    /// Plans the lines without a location of `lines` (the located ones are taken as given and
+    /// their units are not offered to the planner), reading cells under `guards`.
+    fn plan_basket(
+        &self,
+        at: Timestamp,
+        channel: &str,
+        lines: &[ReserveLine],
+        fulfillment: &Fulfillment,
+        allow_split: bool,
+        guards: &Guards<'_>,
+    ) -> Result<Planned> {
+        let today = day_of(at);
+        let mut skus: Vec<(String, u32)> = Vec::new();
+        for line in lines.iter().filter(|line| line.location.is_empty()) {
+            match skus.iter_mut().find(|(sku, _)| *sku == line.sku) {
+                Some((_, qty)) => *qty = qty.saturating_add(line.qty),
+                None => skus.push((line.sku.clone(), line.qty)),
+            }
+        }
+        let table = self.locations.read();
+        let sites: Vec<Site<'_>> =
+            table.defs.iter().zip(&table.points).map(|(def, point)| Site::new(def, channel, *point)).collect();
+        let destination = match fulfillment {
+            Fulfillment::Ship { lat, lon } => Destination::Ship { lat: *lat, lon: *lon },
+            Fulfillment::Pickup { location } => Destination::Pickup {
+                site: table.id(location).ok_or_else(|| {
+                    EngineError::invalid("fulfillment.location", format!("unknown location {location:?}"))
+                })? as usize,
+            },
+        };
+        // Units already asked for at a location by the located lines are not on offer.
+        let mut taken: FxHashMap<(&str, LocId), i64> = FxHashMap::default();
+        for line in lines.iter().filter(|line| !line.location.is_empty()) {
+            if let Some(id) = table.id(&line.location) {
+                *taken.entry((line.sku.as_str(), id)).or_default() += i64::from(line.qty);
+            }
+        }
+        let mut entries = Vec::with_capacity(skus.len());
+        for (sku, _) in &skus {
+            let entry = self.sku_ref(guards, sku)?;
+            if !entry.def.active {
+                return Err(EngineError::invalid("lines", format!("sku {sku} is not active")));
+            }
+            entries.push(entry);
+        }
+        let requested: Vec<u32> = skus.iter().map(|(_, qty)| *qty).collect();
+        let available = |line: usize, site: usize| -> u32 {
+            let id = site as LocId;
+            let held = taken.get(&(skus[line].0.as_str(), id)).copied().unwrap_or(0);
+            let free = entries[line].cell(id).map_or(0, |cell| cell.available(today)) - held;
+            u32::try_from(free.max(0)).unwrap_or(u32::MAX)
+        };
+        let plan = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            sourcing::plan(&sites, &requested, available, destination, allow_split, &mut scratch)
+        })?;
+        let codes = table.defs.iter().map(|def| def.code.clone()).collect();
+        Ok(Planned { plan, skus, codes })
+    }
+
+    /// Resolves a sourced reservation into the plain one to apply and log, or the shortfalls.
+    pub(crate) fn resolve_sourced(
+        &self,
+        at: Timestamp,
+        request: &ReserveSourced,
+        guards: &mut Guards<'_>,
+    ) -> Result<Reserve> {
+        let planned =
+            self.plan_basket(at, &request.channel, &request.lines, &request.fulfillment, request.allow_split, guards)?;
+        if !planned.plan.fulfillable {
+            return Err(EngineError::InsufficientStock(shortfalls(&planned)));
+        }
+        let mut lines: Vec<ReserveLine> =
+            request.lines.iter().filter(|line| !line.location.is_empty()).cloned().collect();
+        for allocation in &planned.plan.allocations {
+            let sku = &planned.skus[allocation.line].0;
+            let location = &planned.codes[allocation.site];
+            match lines.iter_mut().find(|line| line.sku == *sku && line.location == *location) {
+                Some(line) => line.qty += allocation.qty,
+                None => lines.push(ReserveLine { sku: sku.clone(), location: location.clone(), qty: allocation.qty }),
+            }
+        }
+        Ok(Reserve {
+            id: request.id,
+            channel: request.channel.clone(),
+            customer: request.customer.clone(),
+            expires_at: request.expires_at,
+            lines,
+        })
+    }
+}
+
+thread_local! {
+    /// The planner's working memory, one per thread that plans.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn shortfalls(planned: &Planned) -> Vec<Shortfall> {
+    planned
+        .plan
+        .shortfalls
+        .iter()
+        .map(|short| Shortfall {
+            sku: planned.skus[short.line].0.clone(),
+            location: short.location.map(|site| planned.codes[site].clone()),
+            requested: u64::from(short.requested),
+            available: u64::from(short.available),
+        })
+        .collect()
+}
+
+/// Checks and merges a basket's lines: per (sku, location), sourced lines per SKU.
+fn check_basket(channel: &str, lines: &[ReserveLine], errors: &mut Vec<FieldError>) -> Vec<ReserveLine> {
+    check_channel("channel", channel, errors);
+    if lines.is_empty() || lines.len() > LINES_PER_REQUEST_MAX {
+        errors.push(FieldError::new("lines", format!("must hold 1 to {LINES_PER_REQUEST_MAX} lines")));
+    }
+    let mut merged: Vec<ReserveLine> = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        check_code(&format!("lines[{i}].sku"), &line.sku, errors);
+        if !line.location.is_empty() {
+            check_code(&format!("lines[{i}].location"), &line.location, errors);
+        }
+        if line.qty == 0 || line.qty > LINE_QTY_MAX {
+            errors.push(FieldError::new(format!("lines[{i}].qty"), format!("must be 1 to {LINE_QTY_MAX}")));
+            continue;
+        }
+        match merged.iter_mut().find(|m| m.sku == line.sku && m.location == line.location) {
+            Some(m) if m.qty + line.qty > LINE_QTY_MAX => errors.push(FieldError::new(
+                format!("lines[{i}].qty"),
+                format!("lines for one SKU and location add up to more than {LINE_QTY_MAX}"),
+            )),
+            Some(m) => m.qty += line.qty,
+            None => merged.push(line.clone()),
+        }
+    }
+    merged
+}
+
+impl Engine {
+    /// What sourcing `request` would do now; changes nothing and logs nothing.
+    pub fn quote(&self, request: &SourcingRequest) -> Result<Quote> {
+        let mut errors = Vec::new();
+        let lines = check_basket(&request.channel, &request.lines, &mut errors);
+        finish(errors).map_err(EngineError::Invalid)?;
+        let state = &self.inner.state;
+        let shards = lines.iter().map(|line| state.shard_of(&line.sku)).collect();
+        let guards = state.lock(shards);
+        let planned = state.plan_basket(
+            self.now(),
+            &request.channel,
+            &lines,
+            &request.fulfillment,
+            request.allow_split,
+            &guards,
+        )?;
+        drop(guards);
+        let shipments = planned
+            .plan
+            .shipments
+            .iter()
+            .map(|shipment| QuoteShipment {
+                location: planned.codes[shipment.site].clone(),
+                distance_km: shipment.distance_km,
+                lines: planned
+                    .plan
+                    .allocations_of(shipment)
+                    .iter()
+                    .map(|a| (planned.skus[a.line].0.clone(), a.qty))
+                    .collect(),
+            })
+            .collect();
+        Ok(Quote { fulfillable: planned.plan.fulfillable, shortfalls: shortfalls(&planned), shipments })
+    }
+
+    /// Reserves a basket whose lines without a location are sourced (SPEC §3), all in one
+    /// atomic command; located lines are held where they say.
+    pub fn reserve_sourced(
+        &self,
+        ctx: Context<'_>,
+        request: SourcingRequest,
+        customer: Option<String>,
+        ttl_seconds: Option<u32>,
+    ) -> Result<Ack<ReservationView>> {
+        let mut errors = Vec::new();
+        let lines = check_basket(&request.channel, &request.lines, &mut errors);
+        if let Some(customer) = &customer {
+            crate::model::check_text("customer", customer, crate::limits::CUSTOMER_LEN_MAX, &mut errors);
+        }
+        let ttl = ttl_seconds.unwrap_or(TTL_SECONDS_DEFAULT);
+        if ttl == 0 || ttl > TTL_SECONDS_MAX {
+            errors.push(FieldError::new("ttl_seconds", format!("must be 1 to {TTL_SECONDS_MAX}")));
+        }
+        finish(errors).map_err(EngineError::Invalid)?;
+        let at = self.now();
+        let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
+        let command = Command::ReserveSourced(ReserveSourced {
+            id,
+            channel: request.channel,
+            customer,
+            expires_at: at + i64::from(ttl) * 1000,
+            lines,
+            fulfillment: request.fulfillment,
+            allow_split: request.allow_split,
+        });
+        let ack = self.submit(ctx, at, command)?;
+        match ack.value {
+            crate::view::Outcome::Reservation(view) => Ok(Ack { value: view, lsn: ack.lsn }),
+            other => Err(EngineError::Internal(format!("expected a reservation, got {other:?}"))),
+        }
+    }
+}
