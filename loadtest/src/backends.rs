@@ -279,6 +279,12 @@ pub async fn pg_setup(url: &str, shared: &FlashShared) -> Result<Vec<String>, Bo
     Ok(notes)
 }
 
+/// `synchronous_commit` and `fsync` from the notes of [`pg_setup`].
+pub fn pg_durability_of(notes: &[String]) -> Option<String> {
+    let get = |key: &str| notes.iter().find_map(|n| n.strip_prefix(key).map(str::trim));
+    Some(format!("synchronous_commit {}, fsync {}", get("synchronous_commit ")?, get("fsync ")?))
+}
+
 /// Reads the sale's final state from PostgreSQL.
 pub async fn pg_final(url: &str, shared: &FlashShared) -> Result<FlashFinal, BoxError> {
     let client = pg_connect(url).await?;

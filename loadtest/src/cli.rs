@@ -4,15 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::aisle::{self, AisleShared, AisleWorker, Catalog, CatalogConfig, CheckoutConfig, Mix, PosRead};
 use crate::backends::{self, PgClaimer, RedisClaimer, RedisKeys};
 use crate::check::{check_cells, check_flash, Verdict};
 use crate::driver::{self, Load, LoadConfig};
 use crate::flash::{self, Claimer, FlashConfig, FlashShared, FlashWorker};
-use crate::http::Endpoint;
-use crate::report::{FlashSides, Report, RunInfo};
+use crate::http::{Endpoint, WalCounters};
+use crate::report::{comparison_markdown, Digest, FlashSides, Report, RunInfo};
 use crate::BoxError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,7 +41,30 @@ impl Scenario {
 /// Drives a running aisle server (or Redis / PostgreSQL for the flash comparison) and
 /// reports throughput, latency percentiles, errors and whether anything was oversold.
 #[derive(Debug, Parser)]
-#[command(name = "aisle-loadtest", version, about)]
+#[command(name = "aisle-loadtest", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Prints a markdown table comparing the JSON reports of earlier runs (`--json`).
+    Compare {
+        /// Report files; the first aisle run is the reference of the ratios.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Also write the table here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// One load run.
+#[derive(Debug, Parser)]
+#[command(name = "aisle-loadtest")]
 pub struct Args {
     /// `http://host:port` (aisle), `redis://host:port` or `postgres://user@host:port/db`.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -66,6 +89,9 @@ pub struct Args {
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Names the target in the report and in `compare` tables (default: the backend's name).
+    #[arg(long)]
+    pub label: Option<String>,
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -228,7 +254,17 @@ impl Args {
 
 /// Runs the tool; returns the process exit status (0 passed, 1 a check failed, 2 an error).
 pub fn main() -> i32 {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Compare { reports, out }) = cli.command {
+        return match compare(&reports, out.as_deref()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("aisle-loadtest compare: {e}");
+                2
+            }
+        };
+    }
+    let args = cli.run;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -274,8 +310,25 @@ pub async fn run(args: Args) -> Result<Report, BoxError> {
     Ok(report)
 }
 
-fn info(args: &Args, backend: Backend, prefix: &str, notes: Vec<String>) -> RunInfo {
+/// Prints (and writes) the comparison table of saved reports.
+pub fn compare(reports: &[PathBuf], out: Option<&std::path::Path>) -> Result<(), BoxError> {
+    let mut runs = Vec::with_capacity(reports.len());
+    for path in reports {
+        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        runs.push(serde_json::from_slice::<Digest>(&text).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    let table = comparison_markdown(&runs);
+    print!("{table}");
+    if let Some(out) = out {
+        std::fs::write(out, &table).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn info(args: &Args, backend: Backend, prefix: &str, notes: Vec<String>, durability: Option<String>) -> RunInfo {
     RunInfo {
+        label: args.label.clone().unwrap_or_else(|| backend.name().to_owned()),
+        durability,
         scenario: args.scenario.name().to_owned(),
         target: args.target.clone(),
         backend: backend.name().to_owned(),
@@ -297,7 +350,8 @@ async fn run_flash(args: &Args, backend: Backend, prefix: &str) -> Result<Report
     let run_for = args.warmup + args.duration;
     let n = args.concurrency;
     let mut workers = Vec::with_capacity(n);
-    let notes = match backend {
+    let mut wal_before = None;
+    let mut notes = match backend {
         Backend::Aisle => {
             let endpoint = aisle_endpoint(args)?;
             flash::setup_aisle(&endpoint, &shared, run_for).await?;
@@ -305,7 +359,8 @@ async fn run_flash(args: &Args, backend: Backend, prefix: &str) -> Result<Report
                 let claimer = Claimer::Aisle(crate::http::Conn::new(endpoint.clone()));
                 workers.push(FlashWorker::new(claimer, w, n, args.seed, shared.clone()));
             }
-            vec!["aisle: durability as the server was started (--durability; fsync by default)".to_owned()]
+            wal_before = WalCounters::read(&endpoint).await;
+            Vec::new()
         }
         Backend::Redis => {
             let notes = backends::redis_setup(&args.target, &shared).await?;
@@ -326,6 +381,11 @@ async fn run_flash(args: &Args, backend: Backend, prefix: &str) -> Result<Report
         }
     };
     let result = driver::run(&args.load_config(), workers).await;
+    let durability = match backend {
+        Backend::Aisle => wal_note(&aisle_endpoint(args)?, wal_before, &mut notes).await,
+        Backend::Redis => backends::redis_fsync_of(&notes).map(|v| format!("appendfsync {v}")),
+        Backend::Postgres => backends::pg_durability_of(&notes),
+    };
     let fin = match backend {
         Backend::Aisle => flash::final_aisle(&aisle_endpoint(args)?, &shared).await?,
         Backend::Redis => backends::redis_final(&args.target, &shared).await?,
@@ -334,7 +394,7 @@ async fn run_flash(args: &Args, backend: Backend, prefix: &str) -> Result<Report
     let client = shared.tally.summary(args.per_customer_limit);
     let verdict = check_flash(&client, &fin);
     let sides = FlashSides { client, backend: fin };
-    Ok(Report::new(info(args, backend, prefix, notes), &result, Some(sides), Some(verdict)))
+    Ok(Report::new(info(args, backend, prefix, notes, durability), &result, Some(sides), Some(verdict)))
 }
 
 async fn run_aisle(args: &Args, prefix: &str) -> Result<Report, BoxError> {
@@ -366,9 +426,11 @@ async fn run_aisle(args: &Args, prefix: &str) -> Result<Report, BoxError> {
     });
     let n = args.concurrency;
     let workers = (0..n).map(|w| AisleWorker::new(endpoint.clone(), w, n, args.seed, shared.clone())).collect();
+    let wal_before = WalCounters::read(&endpoint).await;
     let result = driver::run(&args.load_config(), workers).await;
 
     let mut notes = Vec::new();
+    let durability = wal_note(&endpoint, wal_before, &mut notes).await;
     if mix.pos > 0 {
         notes.push(match args.pos_read {
             PosRead::Cell => "pos reads one cell (GET /v1/stock/{sku}/{location}); --pos-read availability asks \
@@ -392,5 +454,18 @@ async fn run_aisle(args: &Args, prefix: &str) -> Result<Report, BoxError> {
         sides = Some(FlashSides { client, backend: fin });
     }
     let verdict = (!parts.is_empty()).then(|| Verdict::join(parts));
-    Ok(Report::new(info(args, Backend::Aisle, prefix, notes), &result, sides, verdict))
+    Ok(Report::new(info(args, Backend::Aisle, prefix, notes, durability), &result, sides, verdict))
+}
+
+/// Notes what aisle's WAL did during the run (from `/metrics`); returns it as the durability
+/// line of the report.
+async fn wal_note(endpoint: &Arc<Endpoint>, before: Option<WalCounters>, notes: &mut Vec<String>) -> Option<String> {
+    let after = WalCounters::read(endpoint).await;
+    let line = match (before, after) {
+        (Some(b), Some(a)) => a.since(&b),
+        _ => "WAL: /metrics unreadable".to_owned(),
+    };
+    notes.push(line.clone());
+    notes.push("aisle: durability as the server was started (--durability; fsync by default)".to_owned());
+    Some(line)
 }

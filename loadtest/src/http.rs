@@ -187,3 +187,49 @@ impl Conn {
         Ok(reply)
     }
 }
+
+/// The WAL counters of aisle's `/metrics` (no token needed).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WalCounters {
+    pub fsyncs: f64,
+    pub fsync_seconds: f64,
+    pub records: f64,
+}
+
+impl WalCounters {
+    /// Parses the Prometheus text of `/metrics`.
+    pub fn parse(text: &str) -> Self {
+        let mut c = WalCounters::default();
+        for line in text.lines() {
+            let Some((name, value)) = line.split_once(' ') else { continue };
+            let Ok(value) = value.trim().parse::<f64>() else { continue };
+            match name {
+                "aisle_wal_fsync_duration_seconds_count" => c.fsyncs = value,
+                "aisle_wal_fsync_duration_seconds_sum" => c.fsync_seconds = value,
+                "aisle_wal_batch_records_sum" => c.records = value,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Reads them from the server; `None` when `/metrics` cannot be read.
+    pub async fn read(endpoint: &Arc<Endpoint>) -> Option<Self> {
+        let mut conn = Conn::new(endpoint.clone());
+        let reply = conn.send(Method::GET, "/metrics", None).await.ok()?;
+        reply.status.is_success().then(|| WalCounters::parse(&String::from_utf8_lossy(&reply.body)))
+    }
+
+    /// What the WAL did between `before` and `self`, in words.
+    pub fn since(&self, before: &WalCounters) -> String {
+        let fsyncs = self.fsyncs - before.fsyncs;
+        if fsyncs <= 0.0 {
+            return "WAL: no fsync during the run (durability none?)".to_owned();
+        }
+        format!(
+            "WAL: {fsyncs:.0} fsyncs, {:.1} records/fsync, {:.2} ms/fsync",
+            (self.records - before.records) / fsyncs,
+            (self.fsync_seconds - before.fsync_seconds) * 1000.0 / fsyncs
+        )
+    }
+}

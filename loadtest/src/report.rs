@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::{FlashClient, FlashFinal, Verdict};
 use crate::driver::{Load, RunResult};
@@ -19,6 +19,11 @@ pub struct FlashSides {
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Names the target in comparisons.
+    pub label: String,
+    /// How the target makes writes durable, as it reports it (Redis `appendfsync`,
+    /// PostgreSQL `synchronous_commit`, aisle's WAL fsyncs during the run).
+    pub durability: Option<String>,
     pub scenario: String,
     pub target: String,
     /// `aisle`, `redis` or `postgres`.
@@ -60,6 +65,8 @@ pub struct Report {
 
 /// What the caller knows about the run besides its records.
 pub struct RunInfo {
+    pub label: String,
+    pub durability: Option<String>,
     pub scenario: String,
     pub target: String,
     pub backend: String,
@@ -80,6 +87,8 @@ impl Report {
         };
         let open = rate.is_some();
         Report {
+            label: info.label,
+            durability: info.durability,
             scenario: info.scenario,
             target: info.target,
             backend: info.backend,
@@ -182,4 +191,97 @@ impl Report {
         }
         s
     }
+}
+
+/// The figures of a saved report that a comparison needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Digest {
+    pub label: String,
+    pub backend: String,
+    pub durability: Option<String>,
+    pub scenario: String,
+    pub concurrency: usize,
+    pub duration_s: f64,
+    pub throughput: f64,
+    pub ok: u64,
+    pub latency_ms: Percentiles,
+    pub error_count: u64,
+    pub oversell: Option<i64>,
+    pub passed: bool,
+}
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "–".to_owned()
+    }
+}
+
+/// A markdown table of several runs (the first aisle run is the reference), followed by
+/// the ratios of aisle to Redis with `appendfsync always` and to PostgreSQL.
+pub fn comparison_markdown(runs: &[Digest]) -> String {
+    let mut s = String::new();
+    let aisle = runs.iter().find(|r| r.backend == "aisle");
+    if let Some(first) = runs.first() {
+        let _ = writeln!(
+            s,
+            "`{}` scenario, {} connections per target, {:.0} s measured per target, same customer stream.\n",
+            first.scenario, first.concurrency, first.duration_s
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| target | durability | requests/s | won claims/s | p50 ms | p99 ms | errors | oversell | checks | aisle ÷ target (requests/s) |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|");
+    for r in runs {
+        let vs = match aisle {
+            Some(a) if r.backend != "aisle" => ratio(a.throughput, r.throughput),
+            _ => "–".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {vs} |",
+            r.label,
+            r.durability.as_deref().unwrap_or("?"),
+            thousands(r.throughput),
+            thousands(r.ok as f64 / r.duration_s.max(1e-9)),
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.error_count,
+            r.oversell.map_or("?".to_owned(), |o| o.to_string()),
+            if r.passed { "pass" } else { "FAIL" },
+        );
+    }
+    if let Some(a) = aisle {
+        let always =
+            runs.iter().find(|r| r.backend == "redis" && r.durability.as_deref() == Some("appendfsync always"));
+        let pg = runs.iter().find(|r| r.backend == "postgres");
+        let _ = writeln!(s);
+        for (name, other) in [("Redis (appendfsync always)", always), ("PostgreSQL", pg)] {
+            if let Some(o) = other {
+                let _ = writeln!(
+                    s,
+                    "- aisle / {name}: {} the requests per second, {} the p99 latency",
+                    ratio(a.throughput, o.throughput),
+                    ratio(a.latency_ms.p99, o.latency_ms.p99)
+                );
+            }
+        }
+    }
+    s
 }
