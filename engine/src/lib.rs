@@ -44,6 +44,7 @@
 //! # let _ = hold;
 //! ```
 pub mod audit;
+pub mod availability;
 pub mod cell;
 pub mod command;
 pub mod docstore;

@@ -62,3 +62,8 @@ pub const LOCATIONS_MAX: usize = 65_536;
 const _: () = assert!(LINE_QTY_MAX as i64 <= ADJUST_QTY_MAX);
 const _: () = assert!(SHARDS_MAX.is_power_of_two());
 const _: () = assert!(TTL_SECONDS_DEFAULT <= TTL_SECONDS_MAX);
+
+/// SKUs one availability call may ask about.
+pub const AVAILABILITY_SKUS_MAX: usize = 100;
+/// Nearby locations one availability answer may list per SKU.
+pub const AVAILABILITY_NEARBY_MAX: usize = 50;
