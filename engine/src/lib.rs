@@ -58,6 +58,7 @@ pub mod sourced;
 pub mod sourcing;
 mod state;
 pub mod time;
+pub mod valuation;
 pub mod view;
 pub mod wal;
 

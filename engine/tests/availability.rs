@@ -107,3 +107,30 @@ fn bad_queries_are_refused() {
     let far = AvailabilityQuery { skus: vec!["TEE".into()], near: Some((95.0, 0.0)), ..AvailabilityQuery::default() };
     assert!(matches!(engine.availability(&far), Err(EngineError::Invalid(_))));
 }
+
+#[test]
+fn valuation_is_on_hand_times_moving_average_cost() {
+    let engine = engine();
+    network(&engine);
+    let ctx = Context::actor("t");
+    for (location, qty, cost) in [("S1", 2, 300), ("S1", 3, 500), ("S5", 1, 1001)] {
+        let receive = Receive {
+            sku: "CAP".into(),
+            location: location.into(),
+            qty,
+            unit_cost: Some(cost),
+            lot: None,
+            reason: None,
+        };
+        engine.wait(engine.receive(ctx, receive).expect("receive")).expect("durable");
+    }
+    let report = engine.valuation(None).expect("valuation");
+    let s1 = report.locations.iter().find(|l| l.location == "S1").expect("S1");
+    // CAP at S1: 5 units at (2×300 + 3×500)/5 = 420; TEE has no cost.
+    assert_eq!((s1.skus, s1.on_hand, s1.value), (2, 9, 2100));
+    assert_eq!(report.value, 2100 + 1001);
+    let only = engine.valuation(Some("S5")).expect("valuation");
+    assert_eq!(only.locations.len(), 1);
+    assert_eq!((only.on_hand, only.value), (10, 1001));
+    assert!(matches!(engine.valuation(Some("NOPE")), Err(EngineError::NotFound { .. })));
+}
