@@ -792,3 +792,143 @@ proptest! {
         prop_assert_eq!(Ok(p), again);
     }
 }
+
+// --- against a reference on a line of locations with no accidental distance ties ---
+
+/// Marks of a Golomb ruler (every pairwise difference distinct), in tenths of a degree of
+/// longitude on the equator: from any mark, two different marks are never equally far, so the
+/// reference can rank distances exactly by integer differences.
+const RULER: [i32; 5] = [0, 1, 4, 9, 11];
+
+#[derive(Debug, Clone)]
+struct RulerNet {
+    /// (mark index, priority, sells, ships, pickup, stock per line)
+    locs: Vec<(usize, i32, bool, bool, bool, Vec<u32>)>,
+    codes: Vec<&'static str>,
+    lines: Vec<u32>,
+    /// Ship to a mark, or pick up at a site index.
+    dest: Result<usize, usize>,
+    split: bool,
+}
+
+fn ruler_net() -> impl Strategy<Value = RulerNet> {
+    (1usize..5, 0usize..=8).prop_flat_map(|(lines, sites)| {
+        let loc = (
+            0..RULER.len(),
+            0i32..2,
+            prop::bool::weighted(0.85),
+            prop::bool::weighted(0.7),
+            any::<bool>(),
+            prop::collection::vec(prop_oneof![2 => Just(0u32), 3 => 0u32..6], lines),
+        );
+        (
+            prop::collection::vec(loc, sites),
+            Just(CODES.to_vec()).prop_shuffle(),
+            prop::collection::vec(0u32..6, lines),
+            prop_oneof![(0..RULER.len()).prop_map(Ok), (0usize..9).prop_map(Err)],
+            any::<bool>(),
+        )
+            .prop_map(|(locs, codes, lines, dest, split)| RulerNet { locs, codes, lines, dest, split })
+    })
+}
+
+type Shape = (Vec<(usize, Vec<(usize, u32)>)>, Vec<(usize, u32, u32, Option<usize>)>);
+
+/// SPEC §3 written out plainly, with exact integer distances.
+fn reference(n: &RulerNet) -> Result<Shape, PlanError> {
+    let pickup = n.dest.err();
+    if let Some(p) = pickup {
+        match n.locs.get(p) {
+            None => return Err(PlanError::UnknownLocation),
+            Some(l) if !l.4 => return Err(PlanError::NotAPickupLocation),
+            Some(_) => {}
+        }
+    }
+    if n.lines.iter().all(|&q| q == 0) {
+        return Ok((vec![], vec![]));
+    }
+    let origin = match n.dest {
+        Ok(mark) => RULER[mark],
+        Err(p) => RULER[n.locs[p].0],
+    };
+    let key = |s: usize| ((RULER[n.locs[s].0] - origin).abs(), n.locs[s].1, n.codes[s], s);
+    let candidates: Vec<usize> =
+        (0..n.locs.len()).filter(|&s| n.locs[s].2 && (n.locs[s].3 || pickup == Some(s))).collect();
+    let full = |s: usize| n.lines.iter().enumerate().all(|(l, &q)| n.locs[s].5[l] >= q);
+    let whole = |s: usize| (s, n.lines.iter().enumerate().filter(|(_, &q)| q > 0).map(|(l, &q)| (l, q)).collect());
+    if let Some(p) = pickup.filter(|p| candidates.contains(p) && full(*p)) {
+        return Ok((vec![whole(p)], vec![]));
+    }
+    if let Some(&s) = candidates.iter().filter(|&&s| full(s)).min_by_key(|&&s| key(s)) {
+        return Ok((vec![whole(s)], vec![]));
+    }
+    let mut remaining = n.lines.clone();
+    let mut picked: Vec<(usize, Vec<(usize, u32)>)> = Vec::new();
+    loop {
+        let fill = |s: usize, remaining: &[u32]| -> u32 {
+            remaining.iter().enumerate().map(|(l, &r)| n.locs[s].5[l].min(r)).sum()
+        };
+        let best = candidates
+            .iter()
+            .copied()
+            .filter(|s| !picked.iter().any(|(p, _)| p == s) && fill(*s, &remaining) > 0)
+            .min_by_key(|&s| (std::cmp::Reverse(fill(s, &remaining)), key(s)));
+        let Some(s) = best else { break };
+        let mut taken = Vec::new();
+        for (l, r) in remaining.iter_mut().enumerate() {
+            let t = n.locs[s].5[l].min(*r);
+            if t > 0 {
+                taken.push((l, t));
+                *r -= t;
+            }
+        }
+        picked.push((s, taken));
+        if !n.split || remaining.iter().all(|&r| r == 0) {
+            break;
+        }
+    }
+    let location = if n.split { None } else { picked.first().map(|(s, _)| *s) };
+    let shortfalls = n
+        .lines
+        .iter()
+        .zip(&remaining)
+        .enumerate()
+        .filter(|(_, (_, &r))| r > 0)
+        .map(|(l, (&q, &r))| (l, q, q - r, location))
+        .collect();
+    picked.sort_by_key(|(s, _)| key(*s));
+    Ok((picked, shortfalls))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn plans_match_the_reference(n in ruler_net()) {
+        let sites: Vec<Site<'_>> = n
+            .locs
+            .iter()
+            .zip(&n.codes)
+            .map(|(l, code)| Site {
+                code,
+                point: GeoPoint::new(0.0, f64::from(RULER[l.0]) * 0.1),
+                priority: l.1,
+                sells_to_channel: l.2,
+                ships: l.3,
+                pickup: l.4,
+            })
+            .collect();
+        let dest = match n.dest {
+            Ok(mark) => Destination::Ship { lat: 0.0, lon: f64::from(RULER[mark]) * 0.1 },
+            Err(site) => Destination::Pickup { site },
+        };
+        let got = plan(&sites, &n.lines, |line, site| n.locs[site].5[line], dest, n.split, &mut Scratch::default())
+            .map(|p| -> Shape {
+                (
+                    p.shipments.iter().map(|s| (s.site, p.allocations_of(s).iter().map(|a| (a.line, a.qty)).collect())).collect(),
+                    p.shortfalls.iter().map(|s| (s.line, s.requested, s.available, s.location)).collect(),
+                )
+            });
+        prop_assert_eq!(got, reference(&n));
+    }
+}
