@@ -41,7 +41,10 @@ fn network(engine: &Engine) {
     }
 }
 
-fn summary(engine: &Engine, query: &AvailabilityQuery) -> Vec<(String, Option<i64>, Vec<(String, i64)>, i64)> {
+/// (sku, available here, nearby (location, available), network) of each answer.
+type Summary = (String, Option<i64>, Vec<(String, i64)>, i64);
+
+fn summary(engine: &Engine, query: &AvailabilityQuery) -> Vec<Summary> {
     engine
         .availability(query)
         .expect("availability")
@@ -76,7 +79,7 @@ fn here_nearby_and_network() {
         ttl_seconds: None,
         lines: vec![ReserveLine { sku: "TEE".into(), location: "S4".into(), qty: 2 }],
     };
-    engine.reserve(Context::actor("t"), hold).expect("reserve");
+    engine.wait(engine.reserve(Context::actor("t"), hold).expect("reserve")).expect("durable");
     let query = AvailabilityQuery {
         skus: vec!["TEE".into()],
         near: Some((22.05, 114.0)),
