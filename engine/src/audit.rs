@@ -8,7 +8,9 @@
 //! lost with the log it came from.
 //!
 //! What is recorded: every change of `on_hand`, `committed`, `incoming` and the cell policy
-//! (receipts, adjustments, counts, commits, fulfilments, cancellations). Holds — `reserve`,
+//! (receipts, adjustments, counts, commits, fulfilments, cancellations), and every step of a
+//! transfer (`transfer_create`, `transfer_ship`, `transfer_receive`, `transfer_cancel`, and
+//! `replenishment_approve`, which creates one), reason `transfer <id>`. Holds — `reserve`,
 //! `release`, `expire` — change only `reserved` and come and go by the hundred thousand a
 //! second in a flash sale; their history lives on the reservation itself (status, times), and
 //! they enter the trail only when [`AuditLog::start`] is told to record holds
@@ -375,6 +377,47 @@ pub(crate) fn movements_of(lsn: Lsn, record: &LogRecord, outcome: &Outcome, hint
                     reserved: *delta,
                     reason: Some(format!("flash sale {code}")),
                     ..base(sku, location)
+                })
+                .collect()
+        }
+        (
+            Command::CreateTransfer(_) | Command::ShipTransfer { .. } | Command::CancelTransfer { .. },
+            Outcome::Transfer(view),
+        ) => {
+            let reason = format!("transfer {}", view.id);
+            let mut movements = Vec::with_capacity(view.lines.len() * 2);
+            for line in &view.lines {
+                let qty = i64::from(line.qty);
+                let at = |location: &str| Movement { reason: Some(reason.clone()), ..base(&line.sku, location) };
+                match record.command {
+                    Command::CreateTransfer(_) => movements.push(Movement { reserved: qty, ..at(&view.from) }),
+                    Command::CancelTransfer { .. } => movements.push(Movement { reserved: -qty, ..at(&view.from) }),
+                    _ => {
+                        movements.push(Movement { on_hand: -qty, reserved: -qty, ..at(&view.from) });
+                        movements.push(Movement { incoming: qty, ..at(&view.to) });
+                    }
+                }
+            }
+            movements
+        }
+        // The record names what arrived (a receipt of everything is logged resolved).
+        (Command::ReceiveTransfer { lines, .. }, Outcome::Transfer(view)) => lines
+            .iter()
+            .map(|line| Movement {
+                on_hand: i64::from(line.qty),
+                incoming: -i64::from(line.qty),
+                reason: Some(format!("transfer {}", view.id)),
+                ..base(&line.sku, &view.to)
+            })
+            .collect(),
+        (Command::ApproveReplenishment { transfer_id, .. }, Outcome::Replenishment(view)) => {
+            let Some(from) = &view.from else { return Vec::new() };
+            view.lines
+                .iter()
+                .map(|line| Movement {
+                    reserved: i64::from(line.qty),
+                    reason: Some(format!("transfer {transfer_id}")),
+                    ..base(&line.sku, from)
                 })
                 .collect()
         }

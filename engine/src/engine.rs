@@ -22,12 +22,18 @@ use crate::error::{EngineError, Entity, FieldError, Result};
 use crate::flash::{Sale, SaleState};
 use crate::limits::*;
 use crate::model::{check_channel, check_code, check_text, finish, LocationDef, SkuDef};
-use crate::snapshot::{self, HeldLineImage, IdempotencyImage, Image, ReservationImage, SaleImage, SkuImage};
+use crate::snapshot::{
+    self, HeldLineImage, IdempotencyImage, Image, ReplenishmentImage, ReservationImage, SaleImage, SkuImage,
+    TransferImage, TransferLineImage,
+};
 use crate::state::{
     ChannelName, Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, ReservationCore, Sink,
     SkuEntry, State,
 };
 use crate::time::{day_of, Clock, SystemClock, Timestamp};
+use crate::transfer::{
+    Replenishment, ReplenishmentStatus, Transfer, TransferBook, TransferLine, TransferLineState, TransferStatus,
+};
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView, SkuStock, StockTotals};
 use crate::wal::{
     DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Wal, WalConfig, WalError, WalStats,
@@ -664,17 +670,36 @@ impl Engine {
     }
 
     /// Checks SPEC invariant 2 and each cell's own consistency over the whole state:
-    /// `reserved` is the sum of active holds and `committed` the sum of committed lines.
+    /// `reserved` is the sum of active holds (reservations, open flash-sale pools, held
+    /// transfers), `committed` the sum of committed lines, and `incoming` the units shipped but
+    /// not yet received by the transfers into the cell.
     pub fn check_invariants(&self) -> Result<(), String> {
         let state = &self.inner.state;
         let guards = state.lock_all();
         let sales = state.all_sales();
         let sale_states: Vec<_> = sales.iter().map(|sale| sale.state.lock()).collect();
-        let mut held: HashMap<(String, LocId), (i64, i64)> = HashMap::new();
+        let book = state.transfers.lock();
+        // (reserved, committed, incoming) each cell should show.
+        let mut held: HashMap<(String, LocId), (i64, i64, i64)> = HashMap::new();
         for sale in &sale_states {
             if !sale.ended {
                 for share in &sale.pool {
                     held.entry((sale.def.sku.clone(), share.location)).or_default().0 += i64::from(share.remaining);
+                }
+            }
+        }
+        check_transfers(&book)?;
+        for transfer in book.transfers.values() {
+            for line in &transfer.lines {
+                match transfer.status {
+                    TransferStatus::Held => {
+                        held.entry((line.sku.to_string(), transfer.from)).or_default().0 += i64::from(line.qty)
+                    }
+                    TransferStatus::Shipped | TransferStatus::PartiallyReceived => {
+                        held.entry((line.sku.to_string(), transfer.to)).or_default().2 +=
+                            i64::from(line.shipped - line.received)
+                    }
+                    TransferStatus::Received | TransferStatus::Cancelled => {}
                 }
             }
         }
@@ -701,7 +726,14 @@ impl Engine {
             for entry in guard.skus.values() {
                 for (location, cell) in &entry.cells {
                     cell.check().map_err(|e| format!("{}@{location}: {e}", entry.code))?;
-                    let (reserved, committed) = held.remove(&(entry.code.to_string(), *location)).unwrap_or_default();
+                    let (reserved, committed, incoming) =
+                        held.remove(&(entry.code.to_string(), *location)).unwrap_or_default();
+                    if cell.incoming != incoming {
+                        return Err(format!(
+                            "{}@{location}: incoming {} but transfers in transit carry {incoming}",
+                            entry.code, cell.incoming
+                        ));
+                    }
                     if cell.reserved != reserved {
                         return Err(format!(
                             "{}@{location}: reserved {} but holds sum to {reserved}",
@@ -717,7 +749,7 @@ impl Engine {
                 }
             }
         }
-        if let Some(((sku, location), _)) = held.into_iter().find(|(_, (r, c))| *r != 0 || *c != 0) {
+        if let Some(((sku, location), _)) = held.into_iter().find(|(_, (r, c, i))| *r != 0 || *c != 0 || *i != 0) {
             return Err(format!("holds on {sku}@{location}, which has no cell"));
         }
         let counted = state.active_reservations.load(Ordering::Relaxed);
@@ -884,6 +916,9 @@ struct Captured {
     reservations: Vec<Reservation>,
     idempotency: Vec<(Box<str>, u64, Timestamp, Arc<Outcome>)>,
     sales: Vec<SaleState>,
+    next_transfer_id: u64,
+    next_replenishment_id: u64,
+    transfers: TransferBook,
 }
 
 /// Copies the whole state, holding every lock for the copy only; [`into_image`] then builds
@@ -896,6 +931,9 @@ fn capture(state: &State, wal: &Wal) -> Captured {
     // No sale is created without a shard lock, so the table cannot grow under this copy.
     let sales = state.all_sales();
     let sale_states: Vec<SaleState> = sales.iter().map(|sale| sale.state.lock().clone()).collect();
+    // Transfers are few next to holds (bounded by `OPEN_TRANSFERS_MAX` and
+    // `FINISHED_TRANSFERS_MAX`): a plain copy.
+    let transfers = state.transfers.lock().clone();
     let table = state.locations.read();
     // Every record appended so far was appended under one of the locks now held.
     let lsn = wal.last_lsn();
@@ -924,6 +962,9 @@ fn capture(state: &State, wal: &Wal) -> Captured {
         reservations,
         idempotency,
         sales: sale_states,
+        next_transfer_id: state.next_transfer_id.load(Ordering::Relaxed),
+        next_replenishment_id: state.next_replenishment_id.load(Ordering::Relaxed),
+        transfers,
     }
 }
 
@@ -972,6 +1013,54 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
             outcome: Outcome::clone(&outcome),
         })
         .collect();
+    let mut transfers: Vec<TransferImage> = captured
+        .transfers
+        .transfers
+        .into_values()
+        .map(|t| TransferImage {
+            id: t.id,
+            from: t.from,
+            to: t.to,
+            lines: t
+                .lines
+                .into_iter()
+                .map(|line| TransferLineImage {
+                    sku: line.sku.to_string(),
+                    qty: line.qty,
+                    shipped: line.shipped,
+                    received: line.received,
+                    unit_cost: line.unit_cost,
+                    lots: line.lots,
+                })
+                .collect(),
+            status: t.status,
+            note: t.note.map(String::from),
+            created_at: t.created_at,
+            shipped_at: t.shipped_at,
+            received_at: t.received_at,
+            cancelled_at: t.cancelled_at,
+            replenishment: t.replenishment,
+        })
+        .collect();
+    transfers.sort_unstable_by_key(|t| t.id);
+    let mut replenishments: Vec<ReplenishmentImage> = captured
+        .transfers
+        .replenishments
+        .into_values()
+        .map(|r| ReplenishmentImage {
+            id: r.id,
+            location: r.location,
+            from: r.from.map(|(id, _)| id),
+            lines: r.lines.into_iter().map(|(sku, qty)| TransferLine { sku: sku.to_string(), qty }).collect(),
+            note: r.note.map(String::from),
+            status: r.status,
+            created_at: r.created_at,
+            decided_at: r.decided_at,
+            transfer: r.transfer,
+            reason: r.reason.map(String::from),
+        })
+        .collect();
+    replenishments.sort_unstable_by_key(|r| r.id);
     Image {
         lsn: captured.lsn,
         taken_at: now,
@@ -981,6 +1070,10 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
         reservations,
         idempotency,
         sales,
+        next_transfer_id: captured.next_transfer_id,
+        next_replenishment_id: captured.next_replenishment_id,
+        transfers,
+        replenishments,
     }
 }
 
@@ -1078,6 +1171,104 @@ fn restore(state: &State, image: &Image) {
         );
     }
     state.next_reservation_id.store(image.next_reservation_id, Ordering::Relaxed);
+    restore_transfers(state, image, &location_codes);
+}
+
+/// Rebuilds the transfer book from an image.
+fn restore_transfers(state: &State, image: &Image, location_codes: &[Arc<str>]) {
+    let code = |id: u32| location_codes.get(id as usize).cloned().unwrap_or_else(|| Arc::from("?"));
+    let mut book = TransferBook::default();
+    for t in &image.transfers {
+        let lines = t
+            .lines
+            .iter()
+            .map(|line| TransferLineState {
+                sku: line.sku.as_str().into(),
+                qty: line.qty,
+                shipped: line.shipped,
+                received: line.received,
+                unit_cost: line.unit_cost,
+                lots: line.lots.clone(),
+            })
+            .collect();
+        let transfer = Transfer {
+            id: t.id,
+            from: t.from,
+            to: t.to,
+            from_code: code(t.from),
+            to_code: code(t.to),
+            lines,
+            status: t.status,
+            note: t.note.as_deref().map(Into::into),
+            created_at: t.created_at,
+            shipped_at: t.shipped_at,
+            received_at: t.received_at,
+            cancelled_at: t.cancelled_at,
+            replenishment: t.replenishment,
+        };
+        book.transfers.insert(t.id, transfer);
+    }
+    for r in &image.replenishments {
+        let request = Replenishment {
+            id: r.id,
+            location: r.location,
+            location_code: code(r.location),
+            from: r.from.map(|id| (id, code(id))),
+            lines: r.lines.iter().map(|line| (line.sku.as_str().into(), line.qty)).collect(),
+            note: r.note.as_deref().map(Into::into),
+            status: r.status,
+            created_at: r.created_at,
+            decided_at: r.decided_at,
+            transfer: r.transfer,
+            reason: r.reason.as_deref().map(Into::into),
+        };
+        book.replenishments.insert(r.id, request);
+    }
+    book.reindex();
+    *state.transfers.lock() = book;
+    state.next_transfer_id.store(image.next_transfer_id, Ordering::Relaxed);
+    state.next_replenishment_id.store(image.next_replenishment_id, Ordering::Relaxed);
+}
+
+/// The book's own consistency: counts, and each line's shipped and received units against its
+/// status.
+fn check_transfers(book: &TransferBook) -> Result<(), String> {
+    let open = book.transfers.values().filter(|t| t.status.is_open()).count();
+    if open != book.open_transfers {
+        return Err(format!("open_transfers says {}, there are {open}", book.open_transfers));
+    }
+    let requested = book.replenishments.values().filter(|r| r.status == ReplenishmentStatus::Requested).count();
+    if requested != book.open_replenishments {
+        return Err(format!("open_replenishments says {}, there are {requested}", book.open_replenishments));
+    }
+    for t in book.transfers.values() {
+        for line in &t.lines {
+            let shipped_ok = match t.status {
+                TransferStatus::Held | TransferStatus::Cancelled => line.shipped == 0 && line.received == 0,
+                TransferStatus::Shipped => line.shipped == line.qty && line.received == 0,
+                TransferStatus::PartiallyReceived => line.shipped == line.qty && line.received <= line.shipped,
+                TransferStatus::Received => line.shipped == line.qty && line.received == line.shipped,
+            };
+            if !shipped_ok {
+                return Err(format!(
+                    "transfer {} is {} with {} line {}: shipped {} received {}",
+                    t.id,
+                    t.status.as_str(),
+                    line.sku,
+                    line.qty,
+                    line.shipped,
+                    line.received
+                ));
+            }
+        }
+    }
+    for r in book.replenishments.values() {
+        let approved = r.status == ReplenishmentStatus::Approved;
+        if approved != r.transfer.is_some() {
+            return Err(format!("replenishment {} is {} with transfer {:?}", r.id, r.status.as_str(), r.transfer));
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Inner {

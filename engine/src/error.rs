@@ -30,6 +30,8 @@ pub enum Entity {
     Reservation,
     Cell,
     FlashSale,
+    Transfer,
+    Replenishment,
 }
 
 impl std::fmt::Display for Entity {
@@ -40,6 +42,8 @@ impl std::fmt::Display for Entity {
             Entity::Reservation => "reservation",
             Entity::Cell => "stock cell",
             Entity::FlashSale => "flash sale",
+            Entity::Transfer => "transfer",
+            Entity::Replenishment => "replenishment",
         })
     }
 }

@@ -12,6 +12,7 @@
 //! - [`snapshot`]: the snapshot file format.
 //! - [`audit`]: the audit trail (movements), stored through [`docstore`] (sled by default).
 //! - [`flash`]: flash sales: pools carved out of cells, claims, the lock-free sold-out answer.
+//! - [`transfer`]: transfers between locations and replenishment requests and suggestions.
 //! - [`view`]: what queries and commands answer.
 //!
 //! # Use
@@ -58,6 +59,7 @@ pub mod sourced;
 pub mod sourcing;
 mod state;
 pub mod time;
+pub mod transfer;
 pub mod valuation;
 pub mod view;
 pub mod wal;

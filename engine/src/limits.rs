@@ -36,6 +36,12 @@ pub const TTL_SECONDS_MAX: u32 = 86_400;
 pub const TTL_SECONDS_DEFAULT: u32 = 600;
 /// Unit cost in minor currency units.
 pub const UNIT_COST_MAX: u64 = 1_000_000_000_000;
+/// Bytes of one bulk-import body (`POST /v1/stock/import`, streamed, never held whole).
+pub const IMPORT_BODY_BYTES_MAX: usize = 2 << 30;
+/// Bytes of one import line; a longer line is rejected on its own, the import goes on.
+pub const IMPORT_LINE_BYTES_MAX: usize = 64 << 10;
+/// Rejected lines an import report lists; past it only the counts grow.
+pub const IMPORT_ERRORS_MAX: usize = 1000;
 /// How long idempotency keys and their results are kept (SPEC §3: 24 h).
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 /// How long finished (released, expired, fulfilled, cancelled) reservations stay readable
@@ -54,6 +60,19 @@ pub const PER_CUSTOMER_LIMIT_MAX: u32 = 1_000;
 pub const FLASH_SALE_WINDOW_MS_MAX: i64 = 31 * 24 * 60 * 60 * 1000;
 /// Claims released per sale in one sweep step.
 pub const CLAIM_EXPIRIES_PER_SWEEP_STEP_MAX: usize = 4096;
+/// Open transfers (held, shipped, partially received); creating more is refused (409) until
+/// some finish.
+pub const OPEN_TRANSFERS_MAX: usize = 100_000;
+/// Finished (received, cancelled) transfers kept; past it the oldest are pruned at once.
+pub const FINISHED_TRANSFERS_MAX: usize = 100_000;
+/// Open (requested) replenishment requests; more are refused (409) until some are decided.
+pub const OPEN_REPLENISHMENTS_MAX: usize = 100_000;
+/// Decided (approved, rejected) replenishment requests kept; past it the oldest are pruned.
+pub const FINISHED_REPLENISHMENTS_MAX: usize = 100_000;
+/// How long finished transfers and decided replenishments stay readable (30 days).
+pub const FINISHED_TRANSFER_RETENTION_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+/// Replenishment suggestions in one page.
+pub const SUGGESTIONS_PAGE_MAX: usize = 1000;
 /// Shards: a power of two so a hash maps to a shard with a mask.
 pub const SHARDS_MAX: usize = 4096;
 /// Stock cells one SKU may have (one per location).

@@ -16,16 +16,19 @@ use std::sync::Arc;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::cell::Cell;
+use crate::cell::{Cell, Lot};
 use crate::flash::FlashSaleDef;
 use crate::model::{LocationDef, SkuDef};
 use crate::time::Timestamp;
+use crate::transfer::{ReplenishmentStatus, TransferLine, TransferStatus};
 use crate::view::{Outcome, ReservationStatus};
 use crate::wal::{LogStorage, Lsn};
 
 pub const MAGIC: [u8; 8] = *b"AISLESNP";
-/// 2: flash sales, and the sale of each claim.
-pub const VERSION: u32 = 2;
+/// 2: flash sales, and the sale of each claim. 3: transfers and replenishment requests.
+pub const VERSION: u32 = 3;
+/// The oldest format this build still reads ([`ImageV2`], upgraded on load).
+pub const VERSION_READABLE_MIN: u32 = 2;
 pub const HEADER_LEN: usize = 48;
 /// Bytes of a snapshot written between two syncs of its file.
 pub const SNAPSHOT_WRITE_CHUNK_BYTES: usize = 1 << 20;
@@ -43,6 +46,84 @@ pub struct Image {
     pub reservations: Vec<ReservationImage>,
     pub idempotency: Vec<IdempotencyImage>,
     pub sales: Vec<SaleImage>,
+    pub next_transfer_id: u64,
+    pub next_replenishment_id: u64,
+    pub transfers: Vec<TransferImage>,
+    pub replenishments: Vec<ReplenishmentImage>,
+}
+
+/// A version 2 image: everything but transfers. Its parts are unchanged since, so it is read
+/// as is and upgraded with no transfers.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ImageV2 {
+    pub lsn: Lsn,
+    pub taken_at: Timestamp,
+    pub next_reservation_id: u64,
+    pub locations: Vec<LocationDef>,
+    pub skus: Vec<SkuImage>,
+    pub reservations: Vec<ReservationImage>,
+    pub idempotency: Vec<IdempotencyImage>,
+    pub sales: Vec<SaleImage>,
+}
+
+impl From<ImageV2> for Image {
+    fn from(old: ImageV2) -> Self {
+        Image {
+            lsn: old.lsn,
+            taken_at: old.taken_at,
+            next_reservation_id: old.next_reservation_id,
+            locations: old.locations,
+            skus: old.skus,
+            reservations: old.reservations,
+            idempotency: old.idempotency,
+            sales: old.sales,
+            next_transfer_id: 1,
+            next_replenishment_id: 1,
+            transfers: Vec::new(),
+            replenishments: Vec::new(),
+        }
+    }
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TransferLineImage {
+    pub sku: String,
+    pub qty: u32,
+    pub shipped: u32,
+    pub received: u32,
+    pub unit_cost: Option<u64>,
+    pub lots: Vec<Lot>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TransferImage {
+    pub id: u64,
+    /// Location indices.
+    pub from: u32,
+    pub to: u32,
+    pub lines: Vec<TransferLineImage>,
+    pub status: TransferStatus,
+    pub note: Option<String>,
+    pub created_at: Timestamp,
+    pub shipped_at: Option<Timestamp>,
+    pub received_at: Option<Timestamp>,
+    pub cancelled_at: Option<Timestamp>,
+    pub replenishment: Option<u64>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReplenishmentImage {
+    pub id: u64,
+    /// Location indices.
+    pub location: u32,
+    pub from: Option<u32>,
+    pub lines: Vec<TransferLine>,
+    pub note: Option<String>,
+    pub status: ReplenishmentStatus,
+    pub created_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+    pub transfer: Option<u64>,
+    pub reason: Option<String>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -99,7 +180,9 @@ pub enum SnapshotError {
     #[error("snapshot {file}: {reason}")]
     Invalid { file: String, reason: String },
     /// Written by another version of aisle: never skipped, since the log it covers is gone.
-    #[error("snapshot {file}: format version {found} is not supported (this build reads {VERSION})")]
+    #[error(
+        "snapshot {file}: format version {found} is not supported (this build reads {VERSION_READABLE_MIN} to {VERSION})"
+    )]
     Version { file: String, found: u32 },
     #[error("snapshot {file}: {op}: {source}")]
     Io { file: String, op: &'static str, source: std::io::Error },
@@ -144,8 +227,9 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Image, SnapshotError> {
         b.copy_from_slice(&bytes[at..at + 8]);
         u64::from_le_bytes(b)
     };
-    if u32_at(8) != VERSION {
-        return Err(SnapshotError::Version { file: file.to_owned(), found: u32_at(8) });
+    let version = u32_at(8);
+    if !(VERSION_READABLE_MIN..=VERSION).contains(&version) {
+        return Err(SnapshotError::Version { file: file.to_owned(), found: version });
     }
     let lsn = u64_at(16);
     let body_len = u64_at(24) as usize;
@@ -156,7 +240,12 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Image, SnapshotError> {
     if crc32c::crc32c(body) != u32_at(32) {
         return Err(invalid("body checksum mismatch".into()));
     }
-    let image = rkyv::from_bytes::<Image, rkyv::rancor::Error>(body).map_err(|e| invalid(format!("decoding: {e}")))?;
+    let image = if version == VERSION {
+        rkyv::from_bytes::<Image, rkyv::rancor::Error>(body)
+    } else {
+        rkyv::from_bytes::<ImageV2, rkyv::rancor::Error>(body).map(Image::from)
+    }
+    .map_err(|e| invalid(format!("decoding: {e}")))?;
     if image.lsn != lsn {
         return Err(invalid("header and body disagree on the lsn".into()));
     }
@@ -244,4 +333,60 @@ pub fn remove_older(storage: &Arc<dyn LogStorage>, keep_lsn: Lsn) -> usize {
         let _ = storage.sync_dir();
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written by the previous version (before transfers) loads, with no transfers.
+    #[test]
+    fn a_version_2_snapshot_is_upgraded() {
+        let old = ImageV2 {
+            lsn: 42,
+            taken_at: 1_700_000_000_000,
+            next_reservation_id: 7,
+            locations: Vec::new(),
+            skus: Vec::new(),
+            reservations: Vec::new(),
+            idempotency: vec![IdempotencyImage {
+                key: "k".into(),
+                fingerprint: 1,
+                at: 5,
+                outcome: Outcome::Put { created: true },
+            }],
+            sales: Vec::new(),
+        };
+        let body = rkyv::to_bytes::<rkyv::rancor::Error>(&old).expect("encodes");
+        let mut bytes = rkyv::util::AlignedVec::<16>::new();
+        bytes.extend_from_slice(&MAGIC);
+        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        bytes.extend_from_slice(&old.lsn.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        bytes.resize(HEADER_LEN, 0);
+        bytes.extend_from_slice(&body);
+        let image = decode("snap-old", &bytes).expect("a version 2 snapshot is read");
+        assert_eq!(image, Image::from(old));
+        assert!(image.transfers.is_empty() && image.next_transfer_id == 1);
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused() {
+        let image = Image::from(ImageV2 {
+            lsn: 1,
+            taken_at: 0,
+            next_reservation_id: 1,
+            locations: Vec::new(),
+            skus: Vec::new(),
+            reservations: Vec::new(),
+            idempotency: Vec::new(),
+            sales: Vec::new(),
+        });
+        let mut bytes = rkyv::util::AlignedVec::<16>::new();
+        bytes.extend_from_slice(&encode(&image).expect("encodes"));
+        bytes[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
+        assert!(matches!(decode("snap-new", &bytes), Err(SnapshotError::Version { .. })));
+    }
 }

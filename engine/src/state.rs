@@ -11,8 +11,10 @@
 //! command is applied all-or-nothing. There is no lock shared by all reservations.
 //!
 //! Lock order: shard mutexes (ascending), then the sales table, then one flash sale's mutex,
-//! then the location table, then map entries (reservations, idempotency). Nothing takes them in
-//! another order. A flash-sale claim takes no shard at all ([`crate::flash`]).
+//! then the transfer book ([`crate::transfer`]), then the location table, then map entries
+//! (reservations, idempotency). Nothing takes them in another order. A flash-sale claim takes
+//! no shard at all ([`crate::flash`]); a transfer command reads its transfer's SKUs under a
+//! short lock of the book before it takes its shards, then the book again.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -38,6 +40,7 @@ use crate::limits::*;
 use crate::model::{LocationDef, SkuDef};
 use crate::sourcing::GeoPoint;
 use crate::time::{day_of, Timestamp};
+use crate::transfer::{is_transfer_command, TransferBook};
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView};
 use crate::wal::{Durability, Lsn, Wal};
 
@@ -276,6 +279,10 @@ pub(crate) struct State {
     pub active_reservations: AtomicI64,
     /// Flash sales by code; read-mostly (claims only clone an entry out).
     pub sales: RwLock<FxHashMap<Box<str>, Arc<Sale>>>,
+    /// Transfers and replenishment requests; taken after the shards a command locks.
+    pub transfers: Mutex<TransferBook>,
+    pub next_transfer_id: AtomicU64,
+    pub next_replenishment_id: AtomicU64,
     /// Where applied records' movements go; `None` when nothing is logged.
     pub audit: Option<AuditLog>,
 }
@@ -301,6 +308,9 @@ impl State {
             next_reservation_id: AtomicU64::new(1),
             active_reservations: AtomicI64::new(0),
             sales: RwLock::new(FxHashMap::default()),
+            transfers: Mutex::new(TransferBook::default()),
+            next_transfer_id: AtomicU64::new(1),
+            next_replenishment_id: AtomicU64::new(1),
             audit,
         }
     }
@@ -393,6 +403,15 @@ impl State {
             };
             let outcome = self.apply(&resolved, &mut guards, None)?;
             let lsn = self.finish(&resolved, sink, key, &outcome, &AuditHint::None)?;
+            return Ok((outcome, lsn));
+        }
+
+        if is_transfer_command(&record.command) {
+            let mut guards = self.lock(self.shards_of(&record.command)?);
+            // Held through the log append: steps of one transfer are logged in apply order.
+            let mut book = self.transfers.lock();
+            let (outcome, resolved) = self.apply_transfer(record, &mut guards, &mut book)?;
+            let lsn = self.finish(resolved.as_ref().unwrap_or(record), sink, key, &outcome, &AuditHint::None)?;
             return Ok((outcome, lsn));
         }
 
@@ -537,6 +556,25 @@ impl State {
                     .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
                 reservation.core.lines.iter().map(|l| self.shard_of(&l.sku)).collect()
             }
+            Command::CreateTransfer(create) => create.lines.iter().map(|l| self.shard_of(&l.sku)).collect(),
+            Command::RequestReplenishment(request) => request.lines.iter().map(|l| self.shard_of(&l.sku)).collect(),
+            // A transfer's and a request's SKUs never change: read under a short lock, then
+            // taken again after the shards (the lock order).
+            Command::ShipTransfer { id } | Command::ReceiveTransfer { id, .. } | Command::CancelTransfer { id } => {
+                let book = self.transfers.lock();
+                let transfer =
+                    book.transfers.get(id).ok_or_else(|| EngineError::not_found(Entity::Transfer, id.to_string()))?;
+                transfer.lines.iter().map(|l| self.shard_of(&l.sku)).collect()
+            }
+            Command::ApproveReplenishment { id, .. } => {
+                let book = self.transfers.lock();
+                let request = book
+                    .replenishments
+                    .get(id)
+                    .ok_or_else(|| EngineError::not_found(Entity::Replenishment, id.to_string()))?;
+                request.lines.iter().map(|(sku, _)| self.shard_of(sku)).collect()
+            }
+            Command::RejectReplenishment { .. } => SmallVec::new(),
         })
     }
 
@@ -691,7 +729,16 @@ impl State {
             | Command::Release { id }
             | Command::Cancel { id }
             | Command::Expire { id } => Ok(Outcome::Reservation(self.transition(record, *id, guards, sale)?)),
-            Command::PutFlashSale(_) | Command::Claim(_) | Command::ReserveSourced(_) => {
+            Command::PutFlashSale(_)
+            | Command::Claim(_)
+            | Command::ReserveSourced(_)
+            | Command::CreateTransfer(_)
+            | Command::ShipTransfer { .. }
+            | Command::ReceiveTransfer { .. }
+            | Command::CancelTransfer { .. }
+            | Command::RequestReplenishment(_)
+            | Command::ApproveReplenishment { .. }
+            | Command::RejectReplenishment { .. } => {
                 Err(EngineError::Internal("this command runs on its own path".into()))
             }
             Command::EndFlashSale { .. } => {
@@ -894,8 +941,10 @@ impl State {
         }
     }
 
-    /// Drops idempotency results and finished reservations older than their retention.
+    /// Drops idempotency results, finished reservations and finished transfers and
+    /// replenishments older than their retention.
     pub fn prune(&self, now: Timestamp) {
+        self.transfers.lock().prune(now);
         self.idempotency.retain(|_, state| match state {
             IdempotencyState::Done { at, .. } => *at > now - IDEMPOTENCY_RETENTION_MS,
             IdempotencyState::Pending { .. } => true,

@@ -139,4 +139,7 @@ pub enum Outcome {
         created: bool,
         view: crate::flash::FlashSaleView,
     },
+    /// Boxed, like the next one: the archived enum must not grow (see `command.rs`'s tests).
+    Transfer(Box<crate::transfer::TransferView>),
+    Replenishment(Box<crate::transfer::ReplenishmentView>),
 }
