@@ -28,6 +28,8 @@ pub enum Endpoint {
     GetStock,
     GetCell,
     Movements,
+    Valuation,
+    Availability,
     Quote,
     CreateReservation,
     GetReservation,
@@ -88,6 +90,7 @@ pub static ROUTES: &[Route] = &[
     route("POST", "/v1/stock/adjust", E::Adjust, A::StockWrite, "Adjust a cell by a delta or a count."),
     route("POST", "/v1/stock/import", E::NotImplemented, A::StockWrite, "NDJSON bulk import (not implemented yet)."),
     route("GET", "/v1/stock/movements", E::Movements, A::StockRead, "The audit trail, oldest first, cursor-paged."),
+    route("GET", "/v1/stock/valuation", E::Valuation, A::StockRead, "On hand × moving-average cost, per location."),
     route(
         "PATCH",
         "/v1/stock/{sku}/{location}",
@@ -97,7 +100,13 @@ pub static ROUTES: &[Route] = &[
     ),
     route("GET", "/v1/stock/{sku}", E::GetStock, A::StockRead, "One SKU's stock at every location, with totals."),
     route("GET", "/v1/stock/{sku}/{location}", E::GetCell, A::StockRead, "One stock cell."),
-    route("GET", "/v1/availability", E::NotImplemented, A::Availability, "Availability (not implemented yet)."),
+    route(
+        "GET",
+        "/v1/availability",
+        E::Availability,
+        A::Availability,
+        "Per SKU: stock here, at the nearest locations, and sellable over the network.",
+    ),
     route(
         "POST",
         "/v1/sourcing/quote",

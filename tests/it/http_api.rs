@@ -358,7 +358,7 @@ fn bad_input_is_rejected_and_changes_nothing() {
                 422,
                 "invalid_request",
             ),
-            ("GET", "/v1/availability?skus=TEE-M", String::new(), 501, "not_implemented"),
+            ("GET", "/v1/availability?skus=TEE-M&near=north", String::new(), 422, "invalid_request"),
             ("PUT", "/v1/flash-sales/S1", json!({}).to_string(), 400, "invalid_request"),
             (
                 "PUT",

@@ -209,3 +209,68 @@ fn concurrent_sourced_reservations_never_oversell() {
         assert!(total > supply / 2, "the stampede used most of the stock: {total} of {supply}");
     });
 }
+
+#[test]
+fn availability_for_pos_terminals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    runtime().block_on(async {
+        let server = Server::start(dir.path());
+        build_network(
+            &server,
+            &[
+                ("TEE", "WH-TSING-YI", 100),
+                ("TEE", "ST-MONGKOK", 2),
+                ("TEE", "ST-POS-ONLY", 5),
+                ("CAP", "ST-CENTRAL", 1),
+            ],
+        )
+        .await;
+        let answer = server
+            .admin("GET", "/v1/availability?skus=TEE,CAP,MUG&location=ST-CENTRAL&channel=web&limit=1", None)
+            .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let items = answer.body["items"].as_array().expect("items");
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0]["sku"], "TEE");
+        assert_eq!(items[0]["here"]["available"], 0);
+        assert_eq!(items[0]["nearby"][0]["location"], "ST-MONGKOK", "nearest with stock: {answer:?}");
+        assert_eq!(items[0]["nearby"].as_array().map(Vec::len), Some(1), "limit 1");
+        assert_eq!(items[0]["network"], 102, "ST-POS-ONLY does not sell to web");
+        assert_eq!((items[1]["here"]["available"].as_i64(), items[1]["network"].as_i64()), (Some(1), Some(1)));
+        assert_eq!(items[2]["network"], 0);
+
+        // A POS token answers for its own store by default.
+        let token = server
+            .admin("POST", "/v1/tokens", Some(json!({"name": "till-2", "role": "pos", "location": "ST-POS-ONLY"})))
+            .await;
+        let secret = token.body["secret"].as_str().expect("secret").to_owned();
+        let answer = server.call("GET", "/v1/availability?skus=TEE&channel=pos", &secret, None).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.body["items"][0]["here"]["location"], "ST-POS-ONLY");
+        assert_eq!(answer.body["items"][0]["here"]["available"], 5);
+
+        // Valuation: on hand × moving-average cost, per location.
+        let body = json!({"location": "ST-CENTRAL", "sku": "MUG", "qty": 4, "unit_cost": 250});
+        assert_eq!(server.admin("POST", "/v1/stock/receive", Some(body)).await.status, 200);
+        let report = server.admin("GET", "/v1/stock/valuation?location=ST-CENTRAL", None).await;
+        assert_eq!(report.status, 200, "{report:?}");
+        assert_eq!(report.body["locations"][0]["location"], "ST-CENTRAL");
+        assert_eq!((report.body["on_hand"].as_i64(), report.body["value"].as_i64()), (Some(5), Some(1000)));
+        let report = server.admin("GET", "/v1/stock/valuation", None).await;
+        assert_eq!(report.body["on_hand"], 112, "{report:?}");
+        let wrong = server.admin("GET", "/v1/stock/valuation?location=NOWHERE", None).await;
+        assert_eq!(wrong.status, 404);
+
+        for (query, status) in [
+            ("skus=NOPE", 404),
+            ("skus=TEE&near=north", 422),
+            ("skus=TEE&limit=-1", 422),
+            ("skus=TEE&limit=1000", 422),
+            ("skus=TEE&colour=red", 422),
+            ("", 422),
+        ] {
+            let answer = server.admin("GET", &format!("/v1/availability?{query}"), None).await;
+            assert_eq!(answer.status, status, "{query}: {answer:?}");
+        }
+    });
+}

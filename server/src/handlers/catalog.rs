@@ -181,3 +181,41 @@ pub async fn movements(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError
     let items: Vec<MovementOut> = page.movements.into_iter().map(MovementOut::from).collect();
     Reply::json(StatusCode::OK, &Page { items, next_cursor: page.next.as_deref().map(cursor_out) })
 }
+
+#[derive(Debug, serde::Serialize)]
+struct LocationValueOut {
+    location: String,
+    skus: u64,
+    on_hand: i64,
+    value: i128,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ValuationOut {
+    locations: Vec<LocationValueOut>,
+    on_hand: i64,
+    /// Minor currency units, like every amount in the API.
+    value: i128,
+}
+
+/// `GET /v1/stock/valuation?location=`: on hand × moving-average cost, per location.
+pub fn valuation(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
+    let mut location = None;
+    for (key, value) in call.query_pairs() {
+        match key.as_str() {
+            "location" => location = Some(value),
+            other => return Err(ApiError::invalid(other, "is not a parameter of this route")),
+        }
+    }
+    let report = app.engine.valuation(location.as_deref())?;
+    let out = ValuationOut {
+        locations: report
+            .locations
+            .into_iter()
+            .map(|l| LocationValueOut { location: l.location, skus: l.skus, on_hand: l.on_hand, value: l.value })
+            .collect(),
+        on_hand: report.on_hand,
+        value: report.value,
+    };
+    Reply::json(StatusCode::OK, &out)
+}

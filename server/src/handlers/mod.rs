@@ -2,6 +2,7 @@
 //! [`Reply`], JSON parsing and durable acknowledgement.
 
 mod admin;
+mod availability;
 mod catalog;
 mod flash;
 mod reservations;
@@ -119,6 +120,8 @@ pub async fn dispatch(app: &Arc<App>, route: &'static Route, call: Call<'_>) -> 
         E::GetStock => catalog::get_stock(app, call),
         E::GetCell => catalog::get_cell(app, call),
         E::Movements => catalog::movements(app, call).await,
+        E::Valuation => catalog::valuation(app, call),
+        E::Availability => availability::get(app, call),
         E::Quote => reservations::quote(app, call),
         E::CreateReservation => reservations::create(app, call).await,
         E::GetReservation => reservations::get(app, call),
