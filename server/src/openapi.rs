@@ -22,6 +22,7 @@ fn parameters(template: &str, idempotent: bool) -> Vec<Value> {
     let query: &[&str] = match template {
         "/v1/skus" => &["prefix", "cursor", "limit"],
         "/v1/stock/movements" => &["sku", "location", "cursor", "limit"],
+        "/v1/replenishments/suggestions" => &["location", "cursor", "limit"],
         _ => &[],
     };
     for name in query {
@@ -41,7 +42,14 @@ pub fn document() -> Value {
         let success = match (route.method, route.endpoint) {
             (_, Endpoint::NotImplemented) => "501",
             ("PUT", _) => "200",
-            (_, Endpoint::CreateReservation | Endpoint::ClaimFlashSale | Endpoint::CreateToken) => "201",
+            (
+                _,
+                Endpoint::CreateReservation
+                | Endpoint::ClaimFlashSale
+                | Endpoint::CreateToken
+                | Endpoint::CreateTransfer
+                | Endpoint::CreateReplenishment,
+            ) => "201",
             (_, Endpoint::RevokeToken) => "204",
             _ => "200",
         };

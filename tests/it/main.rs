@@ -5,5 +5,6 @@ mod http_crash;
 mod http_flash;
 mod http_readonly;
 mod http_sourcing;
+mod http_transfers;
 mod kill9;
 mod support;

@@ -6,6 +6,7 @@ mod availability;
 mod catalog;
 mod flash;
 mod reservations;
+mod transfers;
 
 use std::sync::Arc;
 
@@ -132,6 +133,16 @@ pub async fn dispatch(app: &Arc<App>, route: &'static Route, call: Call<'_>) -> 
         E::PutFlashSale => flash::put(app, call).await,
         E::ClaimFlashSale => flash::claim(app, call).await,
         E::GetFlashSale => flash::get(app, call),
+        E::CreateTransfer => transfers::create(app, call).await,
+        E::GetTransfer => transfers::get(app, call),
+        E::ShipTransfer => transfers::ship(app, call).await,
+        E::ReceiveTransfer => transfers::receive(app, call).await,
+        E::CancelTransfer => transfers::cancel(app, call).await,
+        E::CreateReplenishment => transfers::request(app, call).await,
+        E::GetReplenishment => transfers::get_replenishment(app, call),
+        E::ApproveReplenishment => transfers::approve(app, call).await,
+        E::RejectReplenishment => transfers::reject(app, call).await,
+        E::ReplenishmentSuggestions => transfers::suggestions(app, call),
         E::NotImplemented => Err(ApiError::NotImplemented(route.template)),
     }
 }
