@@ -1,5 +1,6 @@
 //! [`App`]: the state every request shares, and [`App::handle`], the path of one request:
-//! route, authenticate, check the role, read the bounded body, dispatch, answer, measure.
+//! route, authenticate, check the role, read the bounded body (or, on streaming routes, leave
+//! it to the handler), dispatch, answer, measure.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -192,10 +193,15 @@ impl App {
         let idempotency_key = idempotency_key(request.headers())?;
         let query = request.uri().query().map(str::to_owned);
         let method = request.method().clone();
-        let body = match read_body(request.into_body(), self.body_bytes_max).await {
-            Ok(body) => body,
-            Err(BodyError::TooLarge) => return Err(ApiError::PayloadTooLarge(self.body_bytes_max)),
-            Err(BodyError::Broken(e)) => return Err(ApiError::malformed("body", e)),
+        // A streaming route reads its body itself, under its own limits.
+        let (body, request) = if route.stream {
+            (Bytes::new(), Some(request))
+        } else {
+            match read_body(request.into_body(), self.body_bytes_max).await {
+                Ok(body) => (body, None),
+                Err(BodyError::TooLarge) => return Err(ApiError::PayloadTooLarge(self.body_bytes_max)),
+                Err(BodyError::Broken(e)) => return Err(ApiError::malformed("body", e)),
+            }
         };
         let call = Call {
             fingerprint: fingerprint(method.as_str(), route.template, principal.as_ref(), &body),
@@ -204,6 +210,7 @@ impl App {
             body,
             principal,
             idempotency_key,
+            request,
         };
         dispatch(self, route, call).await
     }

@@ -79,7 +79,11 @@ pub fn document() -> Value {
         if route.area != Area::Public {
             operation["security"] = json!([{"bearer": []}]);
         }
-        if route.body {
+        if route.stream {
+            // One JSON object per line.
+            operation["requestBody"] =
+                json!({"required": true, "content": {"application/x-ndjson": {"schema": {"type": "object"}}}});
+        } else if route.body {
             operation["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
         }

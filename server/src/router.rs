@@ -24,6 +24,7 @@ pub enum Endpoint {
     GetSku,
     Receive,
     Adjust,
+    Import,
     PatchCell,
     GetStock,
     GetCell,
@@ -69,6 +70,9 @@ pub struct Route {
     pub body: bool,
     /// Whether it creates something and so documents `Idempotency-Key`.
     pub idempotent: bool,
+    /// Whether the handler reads the body itself, as a stream (no whole-body limit, no
+    /// buffering); see [`streamed`].
+    pub stream: bool,
 }
 
 const fn route(
@@ -79,7 +83,14 @@ const fn route(
     summary: &'static str,
 ) -> Route {
     let body = matches!(method.as_bytes(), b"POST" | b"PUT" | b"PATCH");
-    Route { method, template, endpoint, area, summary, body, idempotent: body }
+    Route { method, template, endpoint, area, summary, body, idempotent: body, stream: false }
+}
+
+/// A route whose handler streams the body (bulk import): it is handed the unread request,
+/// bounded by its own limits instead of the server's body limit. Not idempotent: it takes
+/// no `Idempotency-Key`.
+const fn streamed(route: Route) -> Route {
+    Route { stream: true, idempotent: false, ..route }
 }
 
 use Area as A;
@@ -98,7 +109,13 @@ pub static ROUTES: &[Route] = &[
     route("GET", "/v1/skus/{code}", E::GetSku, A::CatalogRead, "One SKU."),
     route("POST", "/v1/stock/receive", E::Receive, A::StockReceive, "Receive units into a cell."),
     route("POST", "/v1/stock/adjust", E::Adjust, A::StockWrite, "Adjust a cell by a delta or a count."),
-    route("POST", "/v1/stock/import", E::NotImplemented, A::StockWrite, "NDJSON bulk import (not implemented yet)."),
+    streamed(route(
+        "POST",
+        "/v1/stock/import",
+        E::Import,
+        A::StockWrite,
+        "NDJSON bulk import of receive/adjust lines: the valid ones applied, the rest reported with line numbers.",
+    )),
     route("GET", "/v1/stock/movements", E::Movements, A::StockRead, "The audit trail, oldest first, cursor-paged."),
     route("GET", "/v1/stock/valuation", E::Valuation, A::StockRead, "On hand × moving-average cost, per location."),
     route(

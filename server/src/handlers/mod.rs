@@ -5,6 +5,7 @@ mod admin;
 mod availability;
 mod catalog;
 mod flash;
+mod import;
 mod reservations;
 mod transfers;
 
@@ -12,7 +13,8 @@ use std::sync::Arc;
 
 use aisle_engine::{Ack, Context, EngineError};
 use bytes::Bytes;
-use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -32,6 +34,8 @@ pub struct Call<'a> {
     pub idempotency_key: Option<String>,
     /// Hash of (method, path, token, body): the same key with another request is a conflict.
     pub fingerprint: u64,
+    /// On [`Route::stream`] routes, the request with its body unread (`body` is then empty).
+    pub request: Option<Request<Incoming>>,
 }
 
 impl Call<'_> {
@@ -117,6 +121,7 @@ pub async fn dispatch(app: &Arc<App>, route: &'static Route, call: Call<'_>) -> 
         E::GetSku => catalog::get_sku(app, call),
         E::Receive => catalog::receive(app, call).await,
         E::Adjust => catalog::adjust(app, call).await,
+        E::Import => import::import(app, call).await,
         E::PatchCell => catalog::patch_cell(app, call).await,
         E::GetStock => catalog::get_stock(app, call),
         E::GetCell => catalog::get_cell(app, call),
