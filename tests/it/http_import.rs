@@ -174,3 +174,48 @@ fn only_admin_tokens_import() {
         assert_eq!(import(&server, ADMIN, line, &[]).await.body["applied"], 1);
     });
 }
+
+/// The 1M-line figure: 1,000 SKUs × 10 locations, nine receives to one adjust, fsync durability.
+/// `cargo test --release -p aisle-tests --test it -- --ignored --nocapture import_a_million_lines`
+#[test]
+#[ignore = "a measurement (about 100 MB of NDJSON), not a check for every run"]
+fn import_a_million_lines() {
+    const LINES: usize = 1_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    runtime().block_on(async {
+        let server = Server::start(dir.path());
+        for l in 0..10 {
+            let location = json!({"name": "w", "kind": "warehouse", "lat": 22.3, "lon": 114.2,
+                                  "channels": ["web"], "pickup": false, "ships": true});
+            let put = server.admin("PUT", &format!("/v1/locations/LOC-{l:02}"), Some(location)).await;
+            assert_eq!(put.status, 201, "{put:?}");
+        }
+        for s in 0..1000 {
+            let put = server.admin("PUT", &format!("/v1/skus/SKU-{s:04}"), Some(json!({"name": "s", "price": 100}))).await;
+            assert_eq!(put.status, 201, "{put:?}");
+        }
+        let mut body = String::with_capacity(LINES * 100);
+        for i in 0..LINES {
+            // Ten lines per cell (nine receives, then an adjust), all 10,000 cells in turn.
+            let cell = (i / 10) % 10_000;
+            let (sku, loc) = (cell % 1000, cell / 1000);
+            if i % 10 == 9 {
+                writeln!(body, r#"{{"op":"adjust","location":"LOC-{loc:02}","sku":"SKU-{sku:04}","delta":-1,"reason":"damage"}}"#)
+            } else {
+                let qty = i % 50 + 1;
+                writeln!(body, r#"{{"op":"receive","location":"LOC-{loc:02}","sku":"SKU-{sku:04}","qty":{qty},"unit_cost":250,"reason":"po-{}"}}"#, i / 1000)
+            }
+            .expect("write to a string");
+        }
+        let bytes = body.len();
+        let started = std::time::Instant::now();
+        let answer = import(&server, ADMIN, body.into_bytes(), &[]).await;
+        let elapsed = started.elapsed();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!((&answer.body["applied"], &answer.body["rejected"]), (&json!(LINES), &json!(0)), "{:#}", answer.body);
+        println!(
+            "imported {LINES} lines ({bytes} bytes) in {elapsed:.2?}: applied {}, rejected {}",
+            answer.body["applied"], answer.body["rejected"]
+        );
+    });
+}
