@@ -3,8 +3,8 @@
 //!
 //! Answers come from memory under one shard lock per SKU: the SKU's cells are walked once
 //! (only locations that ever held it, not the whole network) and the nearest ones with stock
-//! are kept in a small top-k by distance from the origin ([`GeoPoint`]), so a call costs
-//! microseconds whatever the size of the network.
+//! are kept in a small top-k ranked by chord length from the origin ([`GeoPoint::chord2`],
+//! no trigonometry; true distances only for the k kept), so a call costs microseconds.
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Entity, FieldError, Result};
@@ -109,7 +109,7 @@ impl Engine {
                 if available <= 0 || Some(*id) == here_id || query.limit == 0 {
                     continue;
                 }
-                let rank = origin.map_or(0.0, |o| o.distance_km(&table.points[*id as usize]));
+                let rank = origin.map_or(0.0, |o| o.chord2(&table.points[*id as usize]));
                 let at = nearest.partition_point(|(r, other, _, _)| (*r, *other) < (rank, *id));
                 if at < query.limit {
                     nearest.insert(at, (rank, *id, available, cell.incoming));

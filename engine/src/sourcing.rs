@@ -104,8 +104,8 @@ impl GeoPoint {
     }
 
     /// Squared chord length between the unit vectors: strictly increasing with the
-    /// great-circle distance, so it ranks like it.
-    fn chord2(&self, other: &GeoPoint) -> f64 {
+    /// great-circle distance, so it ranks like it, for a few multiplications.
+    pub fn chord2(&self, other: &GeoPoint) -> f64 {
         let [x, y, z] = self.unit;
         let [u, v, w] = other.unit;
         (x - u) * (x - u) + (y - v) * (y - v) + (z - w) * (z - w)
