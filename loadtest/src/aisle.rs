@@ -47,7 +47,7 @@ pub struct CheckoutConfig {
 pub enum PosRead {
     /// `GET /v1/stock/{sku}/{location}`: one cell.
     Cell,
-    /// `GET /v1/availability?skus=..&location=..&channel=pos` (the server answers 501 until
+    /// `GET /v1/availability?skus=(5 SKUs)&location=..&channel=pos&limit=5` (the server answers 501 until
     /// availability lands).
     Availability,
 }
@@ -344,7 +344,16 @@ impl AisleWorker {
         let (sku, location) = catalog.names(cell);
         let path = match self.shared.pos_read {
             PosRead::Cell => format!("/v1/stock/{sku}/{location}"),
-            PosRead::Availability => format!("/v1/availability?skus={sku}&location={location}&channel=pos"),
+            PosRead::Availability => {
+                // A POS basket: this SKU and four more (Zipf-popular), nearest five locations.
+                let mut skus = sku.to_string();
+                for _ in 0..4 {
+                    let (other, _) = catalog.names(catalog.pick(&mut self.rng));
+                    skus.push(',');
+                    skus.push_str(other);
+                }
+                format!("/v1/availability?skus={skus}&location={location}&channel=pos&limit=5")
+            }
         };
         let sent = Instant::now();
         let outcome = match self.conn.send(Method::GET, &path, None).await {
