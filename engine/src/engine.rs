@@ -399,18 +399,8 @@ impl Engine {
     pub fn reserve(&self, ctx: Context<'_>, request: ReserveRequest) -> Result<Ack<ReservationView>> {
         let ReserveRequest { channel, customer, ttl_seconds, lines } = request;
         let mut errors = Vec::new();
-        check_channel("channel", &channel, &mut errors);
-        if let Some(customer) = &customer {
-            if customer.is_empty() {
-                errors.push(FieldError::new("customer", "must not be empty"));
-            }
-            check_text("customer", customer, CUSTOMER_LEN_MAX, &mut errors);
-        }
-        let ttl = ttl_seconds.unwrap_or(TTL_SECONDS_DEFAULT);
-        if ttl == 0 || ttl > TTL_SECONDS_MAX {
-            errors.push(FieldError::new("ttl_seconds", format!("must be 1 to {TTL_SECONDS_MAX}")));
-        }
-        let lines = merge_lines(lines, &mut errors);
+        let ttl = check_hold_terms(&channel, customer.as_deref(), ttl_seconds, &mut errors);
+        let lines = merge_lines(lines, false, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
         let at = self.now();
         let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
@@ -478,42 +468,44 @@ impl Engine {
         let now = self.now();
         let mut expired = 0;
         for shard in 0..state.shards.len() {
-            let due: Vec<(Timestamp, u64)> = {
-                let mut guard = state.shards[shard].lock();
-                let mut due = Vec::new();
-                while let Some(Reverse((at, id))) = guard.expiries.peek().copied() {
-                    if at > now || due.len() >= EXPIRIES_PER_SWEEP_STEP_MAX {
-                        break;
-                    }
-                    guard.expiries.pop();
-                    due.push((at, id));
-                }
-                due
-            };
-            for (i, &(_, id)) in due.iter().enumerate() {
-                let live = state
-                    .reservations
-                    .get(&id)
-                    .is_some_and(|r| r.status == ReservationStatus::Active && r.expires_at <= now);
-                if !live {
-                    continue;
-                }
-                match self.submit(Context::actor(SYSTEM_ACTOR), now, Command::Expire { id }) {
-                    Ok(_) => expired += 1,
-                    Err(EngineError::Conflict(_)) | Err(EngineError::NotFound { .. }) => {}
-                    Err(e) => {
-                        // Put back what was not expired so a later sweep retries it.
-                        let mut guard = state.shards[shard].lock();
-                        for &(at, id) in &due[i..] {
-                            guard.expiries.push(Reverse((at, id)));
-                        }
-                        return Err(e);
-                    }
-                }
+            let due = pop_due(&mut state.shards[shard].lock().expiries, now, EXPIRIES_PER_SWEEP_STEP_MAX);
+            let (done, failed) = self.expire_each(&due, now);
+            expired += done;
+            if let Some((rest, e)) = failed {
+                // Put back what was not expired so a later sweep retries it.
+                state.shards[shard].lock().expiries.extend(due[rest..].iter().map(|&entry| Reverse(entry)));
+                return Err(e);
             }
         }
         expired += self.expire_claims_and_end_sales(now)?;
         Ok(expired)
+    }
+
+    /// Logs an expiry for each `due` hold that is still active and due; returns how many
+    /// expired and, on a failure that must stop the sweep, the index it stopped at and why.
+    pub(crate) fn expire_each(
+        &self,
+        due: &[(Timestamp, u64)],
+        now: Timestamp,
+    ) -> (usize, Option<(usize, EngineError)>) {
+        let state = &self.inner.state;
+        let mut expired = 0;
+        for (i, &(_, id)) in due.iter().enumerate() {
+            let live = state
+                .reservations
+                .get(&id)
+                .is_some_and(|r| r.status == ReservationStatus::Active && r.expires_at <= now);
+            if !live {
+                continue;
+            }
+            match self.submit(Context::actor(SYSTEM_ACTOR), now, Command::Expire { id }) {
+                Ok(_) => expired += 1,
+                // Finished or extended meanwhile: nothing to do.
+                Err(EngineError::Conflict(_)) | Err(EngineError::NotFound { .. }) => {}
+                Err(e) => return (expired, Some((i, e))),
+            }
+        }
+        (expired, None)
     }
 
     /// A page of the audit trail, oldest first. Movements appear a few milliseconds after
@@ -863,7 +855,48 @@ fn check_cell_ref(sku: &str, location: &str, errors: &mut Vec<FieldError>) {
 }
 
 /// Validates lines and merges those for the same cell, keeping first-seen order.
-fn merge_lines(lines: Vec<ReserveLine>, errors: &mut Vec<FieldError>) -> Vec<ReserveLine> {
+/// Takes the entries of an expiry heap that are due at `now`, at most `max` of them.
+pub(crate) fn pop_due(
+    heap: &mut std::collections::BinaryHeap<Reverse<(Timestamp, u64)>>,
+    now: Timestamp,
+    max: usize,
+) -> Vec<(Timestamp, u64)> {
+    let mut due = Vec::new();
+    while let Some(Reverse((at, id))) = heap.peek().copied() {
+        if at > now || due.len() >= max {
+            break;
+        }
+        heap.pop();
+        due.push((at, id));
+    }
+    due
+}
+
+/// Checks what every hold states besides its lines: channel, customer and TTL; returns the
+/// TTL in seconds (the default when none is given).
+pub(crate) fn check_hold_terms(
+    channel: &str,
+    customer: Option<&str>,
+    ttl_seconds: Option<u32>,
+    errors: &mut Vec<FieldError>,
+) -> u32 {
+    check_channel("channel", channel, errors);
+    if let Some(customer) = customer {
+        if customer.is_empty() {
+            errors.push(FieldError::new("customer", "must not be empty"));
+        }
+        check_text("customer", customer, CUSTOMER_LEN_MAX, errors);
+    }
+    let ttl = ttl_seconds.unwrap_or(TTL_SECONDS_DEFAULT);
+    if ttl == 0 || ttl > TTL_SECONDS_MAX {
+        errors.push(FieldError::new("ttl_seconds", format!("must be 1 to {TTL_SECONDS_MAX}")));
+    }
+    ttl
+}
+
+/// Checks a hold's lines and merges them per (sku, location). With `sourced`, a line may have
+/// an empty location: it is to be sourced.
+pub(crate) fn merge_lines(lines: Vec<ReserveLine>, sourced: bool, errors: &mut Vec<FieldError>) -> Vec<ReserveLine> {
     if lines.is_empty() || lines.len() > LINES_PER_REQUEST_MAX {
         errors.push(FieldError::new("lines", format!("must hold 1 to {LINES_PER_REQUEST_MAX} lines")));
         return lines;
@@ -871,7 +904,9 @@ fn merge_lines(lines: Vec<ReserveLine>, errors: &mut Vec<FieldError>) -> Vec<Res
     let mut merged: Vec<ReserveLine> = Vec::with_capacity(lines.len());
     for (i, line) in lines.into_iter().enumerate() {
         check_code(&format!("lines[{i}].sku"), &line.sku, errors);
-        check_code(&format!("lines[{i}].location"), &line.location, errors);
+        if !(sourced && line.location.is_empty()) {
+            check_code(&format!("lines[{i}].location"), &line.location, errors);
+        }
         if line.qty == 0 || line.qty > LINE_QTY_MAX {
             errors.push(FieldError::new(format!("lines[{i}].qty"), format!("must be 1 to {LINE_QTY_MAX}")));
             continue;
@@ -880,7 +915,7 @@ fn merge_lines(lines: Vec<ReserveLine>, errors: &mut Vec<FieldError>) -> Vec<Res
             Some(m) if m.qty + line.qty > LINE_QTY_MAX => {
                 errors.push(FieldError::new(
                     format!("lines[{i}].qty"),
-                    format!("lines for one cell add up to more than {LINE_QTY_MAX}"),
+                    format!("lines for one SKU and location add up to more than {LINE_QTY_MAX}"),
                 ));
             }
             Some(m) => m.qty += line.qty,

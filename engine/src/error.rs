@@ -57,6 +57,18 @@ pub struct Shortfall {
     pub available: u64,
 }
 
+impl Shortfall {
+    /// What is missing to take `requested` units where `available` are free, if anything.
+    pub fn of(sku: &str, location: Option<&str>, requested: u32, available: i64) -> Option<Shortfall> {
+        (available < i64::from(requested)).then(|| Shortfall {
+            sku: sku.to_owned(),
+            location: location.map(str::to_owned),
+            requested: u64::from(requested),
+            available: available.max(0) as u64,
+        })
+    }
+}
+
 /// Why a well-formed request conflicts with the current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {

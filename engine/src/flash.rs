@@ -30,7 +30,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::command::{Claim, Command, LogRecord};
-use crate::engine::{Ack, Engine, SYSTEM_ACTOR};
+use crate::engine::{pop_due, Ack, Engine, SYSTEM_ACTOR};
 use crate::error::FieldError;
 use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
 use crate::limits::*;
@@ -550,13 +550,8 @@ fn carve(
     };
     candidates.sort_by(|a, b| rank(a.0, a.1).cmp(&rank(b.0, b.1)));
     let total: i64 = candidates.iter().map(|(_, available)| *available).sum();
-    if total < i64::from(quantity) {
-        return Err(EngineError::InsufficientStock(vec![Shortfall {
-            sku: sku.to_owned(),
-            location: location.map(|id| table.code(id).to_owned()),
-            requested: u64::from(quantity),
-            available: total.max(0) as u64,
-        }]));
+    if let Some(short) = Shortfall::of(sku, location.map(|id| table.code(id)), quantity, total) {
+        return Err(EngineError::InsufficientStock(vec![short]));
     }
     let mut need = i64::from(quantity);
     let mut carved = SmallVec::new();
@@ -706,16 +701,22 @@ impl Engine {
         let state = &self.inner.state;
         let sale = state.sale(code)?;
         let sale_state = sale.state.lock();
-        let codes = state.locations.read().codes.clone();
-        Ok(sale.view(&sale_state, self.now(), &codes))
+        Ok(sale.view(&sale_state, self.now(), &state.locations.read().codes))
     }
 
     /// Every flash sale, by code.
     pub fn flash_sales(&self) -> Vec<FlashSaleView> {
         let state = &self.inner.state;
         let now = self.now();
-        let codes = state.locations.read().codes.clone();
-        state.all_sales().iter().map(|sale| sale.view(&sale.state.lock(), now, &codes)).collect()
+        // Lock order: a sale's mutex before the location table.
+        state
+            .all_sales()
+            .iter()
+            .map(|sale| {
+                let sale_state = sale.state.lock();
+                sale.view(&sale_state, now, &state.locations.read().codes)
+            })
+            .collect()
     }
 
     /// Expires due claims and ends sales past `ends_at`; returns how many claims expired.
@@ -725,35 +726,14 @@ impl Engine {
         for sale in state.all_sales() {
             let (due, end) = {
                 let mut sale_state = sale.state.lock();
-                let mut due = Vec::new();
-                while let Some(Reverse((at, id))) = sale_state.expiries.peek().copied() {
-                    if at > now || due.len() >= CLAIM_EXPIRIES_PER_SWEEP_STEP_MAX {
-                        break;
-                    }
-                    sale_state.expiries.pop();
-                    due.push((at, id));
-                }
+                let due = pop_due(&mut sale_state.expiries, now, CLAIM_EXPIRIES_PER_SWEEP_STEP_MAX);
                 (due, !sale_state.ended && now >= sale_state.def.ends_at)
             };
-            for (i, &(_, id)) in due.iter().enumerate() {
-                let live = state
-                    .reservations
-                    .get(&id)
-                    .is_some_and(|r| r.status == ReservationStatus::Active && r.expires_at <= now);
-                if !live {
-                    continue;
-                }
-                match self.submit(Context::actor(SYSTEM_ACTOR), now, Command::Expire { id }) {
-                    Ok(_) => expired += 1,
-                    Err(EngineError::Conflict(_)) | Err(EngineError::NotFound { .. }) => {}
-                    Err(e) => {
-                        let mut sale_state = sale.state.lock();
-                        for &(at, id) in &due[i..] {
-                            sale_state.expiries.push(Reverse((at, id)));
-                        }
-                        return Err(e);
-                    }
-                }
+            let (done, failed) = self.expire_each(&due, now);
+            expired += done;
+            if let Some((rest, e)) = failed {
+                sale.state.lock().expiries.extend(due[rest..].iter().map(|&entry| Reverse(entry)));
+                return Err(e);
             }
             if end {
                 let command = Command::EndFlashSale { code: sale.code.to_string() };

@@ -6,14 +6,14 @@
 //! plans again and a later change of the planner cannot change history.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use crate::command::{Command, Fulfillment, Reserve, ReserveLine, ReserveSourced};
-use crate::engine::{Ack, Engine};
-use crate::error::{EngineError, FieldError, Result, Shortfall};
-use crate::limits::{LINES_PER_REQUEST_MAX, LINE_QTY_MAX, TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX};
-use crate::model::{check_channel, check_code, finish};
+use crate::engine::{check_hold_terms, merge_lines, Ack, Engine};
+use crate::error::{EngineError, Result, Shortfall};
+use crate::model::{check_channel, finish};
 use crate::sourcing::{self, Destination, Plan, Scratch, Site};
 use crate::state::{Context, Guards, LocId, State};
 use crate::time::{day_of, Timestamp};
@@ -51,8 +51,14 @@ struct Planned {
     plan: Plan,
     /// The sourced lines (merged per SKU), in plan line order.
     skus: Vec<(String, u32)>,
-    /// Location codes by id.
-    codes: Vec<String>,
+    /// Codes of the locations the plan names (shipments and shortfalls), by site.
+    codes: Vec<(usize, Arc<str>)>,
+}
+
+impl Planned {
+    fn code(&self, site: usize) -> &str {
+        self.codes.iter().find(|(s, _)| *s == site).map_or("?", |(_, code)| code)
+    }
 }
 
 impl State {
@@ -112,7 +118,14 @@ impl State {
             let mut scratch = scratch.borrow_mut();
             sourcing::plan(&sites, &requested, available, destination, allow_split, &mut scratch)
         })?;
-        let codes = table.defs.iter().map(|def| def.code.clone()).collect();
+        // Only the few locations the plan names, not the whole table.
+        let named = plan.shipments.iter().map(|s| s.site).chain(plan.shortfalls.iter().filter_map(|s| s.location));
+        let mut codes: Vec<(usize, Arc<str>)> = Vec::new();
+        for site in named {
+            if !codes.iter().any(|(s, _)| *s == site) {
+                codes.push((site, table.codes[site].clone()));
+            }
+        }
         Ok(Planned { plan, skus, codes })
     }
 
@@ -132,10 +145,12 @@ impl State {
             request.lines.iter().filter(|line| !line.location.is_empty()).cloned().collect();
         for allocation in &planned.plan.allocations {
             let sku = &planned.skus[allocation.line].0;
-            let location = &planned.codes[allocation.site];
+            let location = planned.code(allocation.site);
             match lines.iter_mut().find(|line| line.sku == *sku && line.location == *location) {
                 Some(line) => line.qty += allocation.qty,
-                None => lines.push(ReserveLine { sku: sku.clone(), location: location.clone(), qty: allocation.qty }),
+                None => {
+                    lines.push(ReserveLine { sku: sku.clone(), location: location.to_owned(), qty: allocation.qty })
+                }
             }
         }
         Ok(Reserve {
@@ -160,46 +175,19 @@ fn shortfalls(planned: &Planned) -> Vec<Shortfall> {
         .iter()
         .map(|short| Shortfall {
             sku: planned.skus[short.line].0.clone(),
-            location: short.location.map(|site| planned.codes[site].clone()),
+            location: short.location.map(|site| planned.code(site).to_owned()),
             requested: u64::from(short.requested),
             available: u64::from(short.available),
         })
         .collect()
 }
 
-/// Checks and merges a basket's lines: per (sku, location), sourced lines per SKU.
-fn check_basket(channel: &str, lines: &[ReserveLine], errors: &mut Vec<FieldError>) -> Vec<ReserveLine> {
-    check_channel("channel", channel, errors);
-    if lines.is_empty() || lines.len() > LINES_PER_REQUEST_MAX {
-        errors.push(FieldError::new("lines", format!("must hold 1 to {LINES_PER_REQUEST_MAX} lines")));
-    }
-    let mut merged: Vec<ReserveLine> = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        check_code(&format!("lines[{i}].sku"), &line.sku, errors);
-        if !line.location.is_empty() {
-            check_code(&format!("lines[{i}].location"), &line.location, errors);
-        }
-        if line.qty == 0 || line.qty > LINE_QTY_MAX {
-            errors.push(FieldError::new(format!("lines[{i}].qty"), format!("must be 1 to {LINE_QTY_MAX}")));
-            continue;
-        }
-        match merged.iter_mut().find(|m| m.sku == line.sku && m.location == line.location) {
-            Some(m) if m.qty + line.qty > LINE_QTY_MAX => errors.push(FieldError::new(
-                format!("lines[{i}].qty"),
-                format!("lines for one SKU and location add up to more than {LINE_QTY_MAX}"),
-            )),
-            Some(m) => m.qty += line.qty,
-            None => merged.push(line.clone()),
-        }
-    }
-    merged
-}
-
 impl Engine {
     /// What sourcing `request` would do now; changes nothing and logs nothing.
     pub fn quote(&self, request: &SourcingRequest) -> Result<Quote> {
         let mut errors = Vec::new();
-        let lines = check_basket(&request.channel, &request.lines, &mut errors);
+        check_channel("channel", &request.channel, &mut errors);
+        let lines = merge_lines(request.lines.clone(), true, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
         let state = &self.inner.state;
         let shards = lines.iter().map(|line| state.shard_of(&line.sku)).collect();
@@ -218,7 +206,7 @@ impl Engine {
             .shipments
             .iter()
             .map(|shipment| QuoteShipment {
-                location: planned.codes[shipment.site].clone(),
+                location: planned.code(shipment.site).to_owned(),
                 distance_km: shipment.distance_km,
                 lines: planned
                     .plan
@@ -241,14 +229,8 @@ impl Engine {
         ttl_seconds: Option<u32>,
     ) -> Result<Ack<ReservationView>> {
         let mut errors = Vec::new();
-        let lines = check_basket(&request.channel, &request.lines, &mut errors);
-        if let Some(customer) = &customer {
-            crate::model::check_text("customer", customer, crate::limits::CUSTOMER_LEN_MAX, &mut errors);
-        }
-        let ttl = ttl_seconds.unwrap_or(TTL_SECONDS_DEFAULT);
-        if ttl == 0 || ttl > TTL_SECONDS_MAX {
-            errors.push(FieldError::new("ttl_seconds", format!("must be 1 to {TTL_SECONDS_MAX}")));
-        }
+        let ttl = check_hold_terms(&request.channel, customer.as_deref(), ttl_seconds, &mut errors);
+        let lines = merge_lines(request.lines, true, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
         let at = self.now();
         let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);

@@ -780,14 +780,7 @@ impl State {
                 return Err(EngineError::invalid("lines", format!("sku {} is not active", line.sku)));
             }
             let available = entry.cell(location).map_or(0, |cell| cell.available(today));
-            if available < i64::from(line.qty) {
-                shortfalls.push(Shortfall {
-                    sku: line.sku.clone(),
-                    location: Some(line.location.clone()),
-                    requested: u64::from(line.qty),
-                    available: available.max(0) as u64,
-                });
-            }
+            shortfalls.extend(Shortfall::of(&line.sku, Some(&line.location), line.qty, available));
         }
         if !shortfalls.is_empty() {
             return Err(EngineError::InsufficientStock(shortfalls));

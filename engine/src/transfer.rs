@@ -598,14 +598,7 @@ impl State {
         for line in &create.lines {
             let entry = self.sku_mut(guards, &line.sku)?;
             let available = entry.cell(from).map_or(0, |cell| cell.available(today));
-            if available < i64::from(line.qty) {
-                shortfalls.push(Shortfall {
-                    sku: line.sku.clone(),
-                    location: Some(create.from.clone()),
-                    requested: u64::from(line.qty),
-                    available: available.max(0) as u64,
-                });
-            }
+            shortfalls.extend(Shortfall::of(&line.sku, Some(&create.from), line.qty, available));
         }
         if !shortfalls.is_empty() {
             return Err(EngineError::InsufficientStock(shortfalls));
@@ -668,14 +661,7 @@ impl State {
         let mut shortfalls = Vec::new();
         for line in &transfer.lines {
             let on_hand = self.sku_mut(guards, &line.sku)?.cell(from).map_or(0, |cell| cell.on_hand);
-            if on_hand < i64::from(line.qty) {
-                shortfalls.push(Shortfall {
-                    sku: line.sku.to_string(),
-                    location: Some(transfer.from_code.to_string()),
-                    requested: u64::from(line.qty),
-                    available: on_hand.max(0) as u64,
-                });
-            }
+            shortfalls.extend(Shortfall::of(&line.sku, Some(&transfer.from_code), line.qty, on_hand));
         }
         if !shortfalls.is_empty() {
             return Err(EngineError::InsufficientStock(shortfalls));
