@@ -3,14 +3,10 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{Server, ADMIN};
+use crate::support::{runtime, Server, ADMIN};
 
 const LOC: &str = "HK-CWB";
 const SKU: &str = "TEE-M";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
 
 #[test]
 fn catalog_stock_and_reservation_lifecycle() {

@@ -18,7 +18,7 @@ const SKU: &str = "CRASH-1";
 #[test]
 fn acknowledged_reservations_survive_kill_9_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = crate::support::runtime();
     runtime.block_on(async {
         let mut acked: Vec<(String, u64)> = Vec::new();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;

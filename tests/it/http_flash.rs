@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{Server, ADMIN};
+use crate::support::{runtime, Server, ADMIN};
 
 const LOC: &str = "HK-TST";
 const SKU: &str = "SNKR-42";
@@ -22,34 +22,11 @@ const OUTSIDE_POOL: u64 = 500;
 /// The crash test's pool: large enough that it does not sell out before the kill.
 const CRASH_POOL: u64 = 200_000;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
-
+/// Now plus `seconds`, as RFC 3339 UTC.
 fn rfc3339_in(seconds: i64) -> String {
-    let at = std::time::SystemTime::now()
-        .checked_add(Duration::from_secs(seconds.max(0) as u64))
-        .expect("time in range")
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970");
-    // Whole seconds in UTC, formatted by hand so the test needs no date crate.
-    let secs = at.as_secs() as i64;
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time in range formats")
 }
 
 async fn put_sale(server: &Server, code: &str, quantity: u64, limit: u64, hold_seconds: u64, ends_in: i64) -> Value {

@@ -6,14 +6,10 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::support::{Answer, Server, ADMIN};
+use crate::support::{runtime, Answer, Server, ADMIN};
 
 const LOC: &str = "HK-IMP";
 const OTHER: &str = "HK-TWO";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
 
 /// Posts `body` as NDJSON unless `headers` name another content type.
 async fn import(server: &Server, token: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use crate::support::Server;
+use crate::support::{runtime, Server};
 
 /// (code, lat, lon, channels, pickup, ships, priority)
 type LocationRow = (&'static str, f64, f64, &'static [&'static str], bool, bool, i32);
@@ -20,10 +20,6 @@ const NETWORK: &[LocationRow] = &[
     ("ST-CAUSEWAY", 22.280, 114.184, &["web", "pos"], true, false, 1),
     ("ST-POS-ONLY", 22.300, 114.172, &["pos"], true, true, 0),
 ];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
 
 async fn build_network(server: &Server, stock: &[(&str, &str, u32)]) {
     for (code, lat, lon, channels, pickup, ships, priority) in NETWORK {

@@ -4,11 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{Answer, Server};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
+use crate::support::{runtime, Answer, Server};
 
 /// (code, lat, lon): a warehouse out of town and two stores.
 const NETWORK: [(&str, f64, f64); 3] = [("WH", 22.355, 114.105), ("S1", 22.282, 114.158), ("S2", 22.319, 114.169)];

@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// The runtime every HTTP test drives its clients on: two workers, like the machines CI runs on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
 /// The admin secret every test server accepts (`AISLE_ADMIN_TOKEN`).
 pub const ADMIN: &str = "test-admin-secret-0123456789";
 /// How long a server may take to recover and bind.
