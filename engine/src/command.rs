@@ -105,6 +105,10 @@ pub enum Command {
         id: u64,
         reason: Option<String>,
     },
+    /// Forgets what has outlived its retention as of the record's time: idempotency results,
+    /// finished reservations, transfers and replenishment requests. Logged (by the sweeper) so
+    /// that a replica replaying the log forgets exactly the same things at the same point.
+    Prune,
 }
 
 impl Command {
@@ -134,6 +138,7 @@ impl Command {
             Command::RequestReplenishment(_) => "replenishment_request",
             Command::ApproveReplenishment { .. } => "replenishment_approve",
             Command::RejectReplenishment { .. } => "replenishment_reject",
+            Command::Prune => "prune",
         }
     }
 }

@@ -240,6 +240,8 @@ impl std::fmt::Debug for Engine {
 }
 
 pub(crate) const SYSTEM_ACTOR: &str = "system";
+/// How often the sweeper looks for things past their retention.
+const PRUNE_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// Recovers from the newest valid snapshot plus the log after it, then starts the
@@ -481,6 +483,20 @@ impl Engine {
         Ok(expired)
     }
 
+    /// Logs a [`Command::Prune`] if anything has outlived its retention (idempotency results,
+    /// finished reservations, transfers and replenishment requests); returns whether it did.
+    /// Pruning is a logged command so that a replica replaying the log forgets exactly what
+    /// this engine forgot.
+    pub fn prune_due(&self) -> Result<bool> {
+        let now = self.now();
+        if !self.inner.state.prunable(now) {
+            return Ok(false);
+        }
+        let ack = self.submit(Context::actor(SYSTEM_ACTOR), now, Command::Prune)?;
+        self.wait(ack)?;
+        Ok(true)
+    }
+
     /// Logs an expiry for each `due` hold that is still active and due; returns how many
     /// expired and, on a failure that must stop the sweep, the index it stopped at and why.
     pub(crate) fn expire_each(
@@ -661,6 +677,25 @@ impl Engine {
         Ok(SnapshotInfo { file, lsn, bytes, cells, wal_segments_removed, duration, pause })
     }
 
+    /// The whole state as a snapshot image in a canonical order, with `taken_at` zero, so that
+    /// two engines can be compared: one recovered from snapshot + log must equal the one that
+    /// wrote them. The id allocators (`next_*_id`) are left out (zero): a refused request uses
+    /// up an id without a log record, so they are a bound, not state.
+    pub fn canonical_image(&self) -> Image {
+        let mut image = into_image(capture(&self.inner.state, &self.inner.wal), 0);
+        image.next_reservation_id = 0;
+        image.next_transfer_id = 0;
+        image.next_replenishment_id = 0;
+        image.skus.sort_unstable_by(|a, b| a.def.code.cmp(&b.def.code));
+        image.reservations.sort_unstable_by_key(|r| r.id);
+        image.idempotency.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        image.sales.sort_unstable_by(|a, b| a.def.code.cmp(&b.def.code));
+        for sale in &mut image.sales {
+            sale.customers.sort_unstable();
+        }
+        image
+    }
+
     /// Checks SPEC invariant 2 and each cell's own consistency over the whole state:
     /// `reserved` is the sum of active holds (reservations, open flash-sale pools, held
     /// transfers), `committed` the sum of committed lines, and `incoming` the units shipped but
@@ -770,8 +805,8 @@ impl Engine {
                         break;
                     }
                     let _ = engine.expire_due();
-                    if last_prune.elapsed() > Duration::from_secs(60) {
-                        engine.inner.state.prune(engine.now());
+                    if last_prune.elapsed() > PRUNE_CHECK_INTERVAL {
+                        let _ = engine.prune_due();
                         last_prune = Instant::now();
                     }
                 }

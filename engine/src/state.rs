@@ -406,6 +406,14 @@ impl State {
             return Ok((outcome, lsn));
         }
 
+        if let Command::Prune = &record.command {
+            let mut guards = self.lock((0..self.shards.len()).collect());
+            let mut book = self.transfers.lock();
+            let outcome = self.apply_prune(record.at, &mut guards, &mut book);
+            let lsn = self.finish(record, sink, key, &outcome, &AuditHint::None)?;
+            return Ok((outcome, lsn));
+        }
+
         if is_transfer_command(&record.command) {
             let mut guards = self.lock(self.shards_of(&record.command)?);
             // Held through the log append: steps of one transfer are logged in apply order.
@@ -575,6 +583,7 @@ impl State {
                 request.lines.iter().map(|(sku, _)| self.shard_of(sku)).collect()
             }
             Command::RejectReplenishment { .. } => SmallVec::new(),
+            Command::Prune => (0..self.shards.len()).collect(),
         })
     }
 
@@ -738,9 +747,8 @@ impl State {
             | Command::CancelTransfer { .. }
             | Command::RequestReplenishment(_)
             | Command::ApproveReplenishment { .. }
-            | Command::RejectReplenishment { .. } => {
-                Err(EngineError::Internal("this command runs on its own path".into()))
-            }
+            | Command::RejectReplenishment { .. }
+            | Command::Prune => Err(EngineError::Internal("this command runs on its own path".into())),
             Command::EndFlashSale { .. } => {
                 let (sale, state) =
                     sale.ok_or_else(|| EngineError::Internal("the ending sale is not locked".into()))?;
@@ -873,7 +881,7 @@ impl State {
         }
         if !to.is_live() {
             let home = self.shard_mut(guards, home)?;
-            home.finished.push_back((at, id));
+            crate::time::push_in_time_order(&mut home.finished, (at, id));
             if home.finished.len() > FINISHED_RESERVATIONS_PER_SHARD_MAX {
                 if let Some((_, oldest)) = home.finished.pop_front() {
                     self.reservations.remove_if(&oldest, |_, r| !r.status.is_live());
@@ -934,24 +942,41 @@ impl State {
         }
     }
 
-    /// Drops idempotency results, finished reservations and finished transfers and
-    /// replenishments older than their retention.
-    pub fn prune(&self, now: Timestamp) {
-        self.transfers.lock().prune(now);
+    /// Whether a [`Command::Prune`] at `now` would forget anything; the sweeper logs one only
+    /// then, so an idle engine writes nothing.
+    pub fn prunable(&self, now: Timestamp) -> bool {
+        let horizon = now - FINISHED_RESERVATION_RETENTION_MS;
+        self.transfers.lock().prunable(now)
+            || self.shards.iter().any(|shard| shard.lock().finished.front().is_some_and(|&(at, _)| at <= horizon))
+            || self.idempotency.iter().any(|entry| {
+                matches!(entry.value(), IdempotencyState::Done { at, .. } if *at <= now - IDEMPOTENCY_RETENTION_MS)
+            })
+    }
+
+    /// Applies a [`Command::Prune`] at `at` with every shard and the transfer book locked:
+    /// forgets idempotency results, finished reservations, transfers and replenishment
+    /// requests older than their retention as of the record's time, never the wall clock.
+    fn apply_prune(&self, at: Timestamp, guards: &mut Guards<'_>, book: &mut TransferBook) -> Outcome {
+        let transfers = book.prune(at);
+        let before = self.idempotency.len();
         self.idempotency.retain(|_, state| match state {
-            IdempotencyState::Done { at, .. } => *at > now - IDEMPOTENCY_RETENTION_MS,
+            IdempotencyState::Done { at: done_at, .. } => *done_at > at - IDEMPOTENCY_RETENTION_MS,
             IdempotencyState::Pending { .. } => true,
         });
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock();
+        let idempotency = before.saturating_sub(self.idempotency.len()) as u64;
+        let mut reservations = 0;
+        for (_, shard) in guards.iter_mut() {
             while let Some(&(finished_at, id)) = shard.finished.front() {
-                if finished_at > now - FINISHED_RESERVATION_RETENTION_MS {
+                if finished_at > at - FINISHED_RESERVATION_RETENTION_MS {
                     break;
                 }
                 shard.finished.pop_front();
-                self.reservations.remove_if(&id, |_, r| !r.status.is_live());
+                if self.reservations.remove_if(&id, |_, r| !r.status.is_live()).is_some() {
+                    reservations += 1;
+                }
             }
         }
+        Outcome::Pruned { idempotency, reservations, transfers }
     }
 }
 

@@ -20,6 +20,17 @@ pub fn day_of(at: Timestamp) -> Day {
     at.div_euclid(MS_PER_DAY) as Day
 }
 
+/// Queues of finished things, `(finished_at, id)`, kept sorted so pruning and the size caps
+/// take the same entries live and after a restore (which rebuilds them sorted). Entries come
+/// nearly in time order, so the place is found from the back in a step or two.
+pub(crate) fn push_in_time_order(queue: &mut std::collections::VecDeque<(Timestamp, u64)>, entry: (Timestamp, u64)) {
+    let mut at = queue.len();
+    while at > 0 && queue[at - 1] > entry {
+        at -= 1;
+    }
+    queue.insert(at, entry);
+}
+
 /// Where the engine reads the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> Timestamp;

@@ -340,7 +340,7 @@ impl TransferBook {
 
     fn transfer_finished(&mut self, id: u64, at: Timestamp) {
         self.open_transfers -= 1;
-        self.finished_transfers.push_back((at, id));
+        crate::time::push_in_time_order(&mut self.finished_transfers, (at, id));
         if self.finished_transfers.len() > FINISHED_TRANSFERS_MAX {
             if let Some((_, oldest)) = self.finished_transfers.pop_front() {
                 if self.transfers.get(&oldest).is_some_and(|t| !t.status.is_open()) {
@@ -352,7 +352,7 @@ impl TransferBook {
 
     fn replenishment_decided(&mut self, id: u64, at: Timestamp) {
         self.open_replenishments -= 1;
-        self.finished_replenishments.push_back((at, id));
+        crate::time::push_in_time_order(&mut self.finished_replenishments, (at, id));
         if self.finished_replenishments.len() > FINISHED_REPLENISHMENTS_MAX {
             if let Some((_, oldest)) = self.finished_replenishments.pop_front() {
                 if self.replenishments.get(&oldest).is_some_and(|r| r.status != ReplenishmentStatus::Requested) {
@@ -362,8 +362,16 @@ impl TransferBook {
         }
     }
 
-    /// Drops finished entries older than their retention.
-    pub fn prune(&mut self, now: Timestamp) {
+    /// Whether [`TransferBook::prune`] at `now` would drop anything.
+    pub fn prunable(&self, now: Timestamp) -> bool {
+        let horizon = now - FINISHED_TRANSFER_RETENTION_MS;
+        self.finished_transfers.front().is_some_and(|&(at, _)| at <= horizon)
+            || self.finished_replenishments.front().is_some_and(|&(at, _)| at <= horizon)
+    }
+
+    /// Drops finished entries older than their retention; returns how many.
+    pub fn prune(&mut self, now: Timestamp) -> u64 {
+        let mut pruned = 0;
         let horizon = now - FINISHED_TRANSFER_RETENTION_MS;
         while let Some(&(at, id)) = self.finished_transfers.front() {
             if at > horizon {
@@ -372,6 +380,7 @@ impl TransferBook {
             self.finished_transfers.pop_front();
             if self.transfers.get(&id).is_some_and(|t| !t.status.is_open()) {
                 self.transfers.remove(&id);
+                pruned += 1;
             }
         }
         while let Some(&(at, id)) = self.finished_replenishments.front() {
@@ -381,8 +390,10 @@ impl TransferBook {
             self.finished_replenishments.pop_front();
             if self.replenishments.get(&id).is_some_and(|r| r.status != ReplenishmentStatus::Requested) {
                 self.replenishments.remove(&id);
+                pruned += 1;
             }
         }
+        pruned
     }
 
     /// Rebuilds the counters and pruning queues after a restore.

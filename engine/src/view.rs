@@ -142,4 +142,10 @@ pub enum Outcome {
     /// Boxed, like the next one: the archived enum must not grow (see `command.rs`'s tests).
     Transfer(Box<crate::transfer::TransferView>),
     Replenishment(Box<crate::transfer::ReplenishmentView>),
+    /// How many entries a [`crate::command::Command::Prune`] forgot.
+    Pruned {
+        idempotency: u64,
+        reservations: u64,
+        transfers: u64,
+    },
 }
