@@ -18,7 +18,7 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Area, Principal, TokenStore};
+use crate::auth::{Area, TokenStore};
 use crate::handlers::{dispatch, Call, Reply};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -109,9 +109,12 @@ async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
     Ok(buffer.freeze())
 }
 
-fn fingerprint(method: &str, path: &str, principal: Option<&Principal>, body: &[u8]) -> u64 {
+/// What an `Idempotency-Key` guards: the method, the concrete path with its query string and
+/// the body (SPEC §3). The same key with another request is refused, not replayed.
+fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> u64 {
     let mut hash = Sha256::new();
-    for part in [method.as_bytes(), path.as_bytes(), principal.map_or(&b""[..], |p| p.id.as_bytes())] {
+    // A path holds no NUL byte, so the fields cannot run into each other.
+    for part in [method.as_bytes(), path_and_query.as_bytes()] {
         hash.update(part);
         hash.update([0]);
     }
@@ -120,6 +123,24 @@ fn fingerprint(method: &str, path: &str, principal: Option<&Principal>, body: &[
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(first)
+}
+
+/// The key the engine keeps for a client's `Idempotency-Key`: the key bound to the token's id
+/// (SPEC §3), so two tokens never share a key, even tokens with the same name. The engine
+/// also scopes it by actor (the token's name), which the id already determines.
+///
+/// A digest rather than `<id><sep><key>`: the engine accepts keys of at most
+/// [`IDEMPOTENCY_KEY_LEN_MAX`] printable characters, and a client's key may use all of them.
+fn scoped_key(token_id: &str, key: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(token_id.as_bytes());
+    hash.update([0]);
+    hash.update(key.as_bytes());
+    hash.finalize().iter().fold(String::with_capacity(64), |mut out, byte| {
+        use std::fmt::Write;
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
 }
 
 impl App {
@@ -190,8 +211,13 @@ impl App {
             }
             Some(principal)
         };
-        let idempotency_key = idempotency_key(request.headers())?;
+        let idempotency_key = match (idempotency_key(request.headers())?, &principal) {
+            (Some(key), Some(principal)) => Some(scoped_key(&principal.id, &key)),
+            (key, _) => key,
+        };
         let query = request.uri().query().map(str::to_owned);
+        let path_and_query =
+            request.uri().path_and_query().map_or_else(|| request.uri().path(), |p| p.as_str()).to_owned();
         let method = request.method().clone();
         // A streaming route reads its body itself, under its own limits.
         let (body, request) = if route.stream {
@@ -204,7 +230,7 @@ impl App {
             }
         };
         let call = Call {
-            fingerprint: fingerprint(method.as_str(), route.template, principal.as_ref(), &body),
+            fingerprint: fingerprint(method.as_str(), &path_and_query, &body),
             params: matched.params,
             query: query.as_deref(),
             body,

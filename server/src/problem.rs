@@ -139,9 +139,17 @@ impl ApiError {
                 Conflict::SoldOut { .. } => (S::CONFLICT, "sold_out", "Sold out"),
                 Conflict::PerCustomerLimit { .. } => (S::CONFLICT, "per_customer_limit", "Per-customer limit reached"),
                 Conflict::SaleNotActive { .. } => (S::CONFLICT, "sale_not_active", "Sale not active"),
-                Conflict::IdempotencyKeyReused | Conflict::IdempotencyKeyInProgress => {
-                    (S::CONFLICT, "conflict", "Idempotency-Key conflict")
+                // SPEC §3: the same key with another method, path or body is the caller's
+                // mistake, named on the header; a retry of one still running is a conflict.
+                Conflict::IdempotencyKeyReused => {
+                    detail = conflict.to_string();
+                    errors = vec![FieldErrorOut {
+                        field: "Idempotency-Key".into(),
+                        message: "already used by this token with a different method, path or body".into(),
+                    }];
+                    (S::UNPROCESSABLE_ENTITY, "invalid_request", "Invalid request")
                 }
+                Conflict::IdempotencyKeyInProgress => (S::CONFLICT, "conflict", "Idempotency-Key conflict"),
                 Conflict::ReservationState { .. } | Conflict::Other(_) => (S::CONFLICT, "conflict", "Conflict"),
             },
             ApiError::Engine(EngineError::Busy) => {
@@ -203,7 +211,8 @@ mod tests {
             (ApiError::invalid("qty", "must be 1 to 1000000"), 422, "invalid_request"),
             (EngineError::not_found(Entity::Sku, "X").into(), 404, "not_found"),
             (EngineError::InsufficientStock(vec![]).into(), 409, "insufficient_stock"),
-            (EngineError::Conflict(Conflict::IdempotencyKeyReused).into(), 409, "conflict"),
+            (EngineError::Conflict(Conflict::IdempotencyKeyReused).into(), 422, "invalid_request"),
+            (EngineError::Conflict(Conflict::IdempotencyKeyInProgress).into(), 409, "conflict"),
             (EngineError::from(Conflict::SoldOut { sale: "DROP".into(), remaining: 0 }).into(), 409, "sold_out"),
             (
                 EngineError::from(Conflict::PerCustomerLimit { sale: "DROP".into(), limit: 1, already: 1 }).into(),
@@ -230,6 +239,14 @@ mod tests {
             assert_eq!(parts.problem.kind, format!("/problems/{code}"));
             assert_eq!(parts.retry_after.is_some(), status == 503, "{error}");
         }
+    }
+
+    #[test]
+    fn a_reused_idempotency_key_names_the_header() {
+        let parts = ApiError::Engine(Conflict::IdempotencyKeyReused.into()).parts();
+        let fields: Vec<&str> = parts.problem.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["Idempotency-Key"]);
+        assert!(ApiError::Engine(Conflict::IdempotencyKeyInProgress.into()).parts().problem.errors.is_empty());
     }
 
     #[test]

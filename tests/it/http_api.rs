@@ -168,7 +168,8 @@ fn idempotency_keys_replay_the_first_result() {
         assert_eq!(first.body["id"], again.body["id"]);
         assert_eq!(server.cell(SKU, LOC).await["reserved"], 2, "the retry changed nothing");
         let other = server.raw_with("POST", "/v1/reservations", Some(ADMIN), body(3), &key).await;
-        assert_eq!((other.status, other.code()), (409, "conflict"), "{other:?}");
+        assert_eq!((other.status, other.code()), (422, "invalid_request"), "{other:?}");
+        assert_eq!(other.body["errors"][0]["field"], "Idempotency-Key", "{other:?}");
         let bad_key = "k".repeat(129);
         let bad =
             server.raw_with("POST", "/v1/reservations", Some(ADMIN), body(1), &[("Idempotency-Key", &bad_key)]).await;

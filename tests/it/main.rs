@@ -3,6 +3,7 @@
 mod http_api;
 mod http_crash;
 mod http_flash;
+mod http_idempotency;
 mod http_import;
 mod http_readonly;
 mod http_sourcing;

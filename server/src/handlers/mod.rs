@@ -31,8 +31,11 @@ pub struct Call<'a> {
     pub body: Bytes,
     /// `None` only on public routes.
     pub principal: Option<Principal>,
+    /// The client's `Idempotency-Key` bound to the token's id (see `app::scoped_key`), as
+    /// the engine keeps it.
     pub idempotency_key: Option<String>,
-    /// Hash of (method, path, token, body): the same key with another request is a conflict.
+    /// Hash of (method, concrete path with query, body): the same key with another request
+    /// is refused (422).
     pub fingerprint: u64,
     /// On [`Route::stream`] routes, the request with its body unread (`body` is then empty).
     pub request: Option<Request<Incoming>>,
