@@ -64,6 +64,8 @@ pub enum Area {
     Reservations,
     ReservationRead,
     Tokens,
+    /// Operations that act on the engine itself (taking a snapshot): admin only.
+    Operations,
     /// Routes of later issues; roles are checked as for the area they will belong to.
     Availability,
 }
@@ -74,7 +76,7 @@ impl Area {
         match self {
             Area::Public => true,
             Area::CatalogRead => true,
-            Area::CatalogWrite | Area::StockWrite | Area::Tokens => role == Admin,
+            Area::CatalogWrite | Area::StockWrite | Area::Tokens | Area::Operations => role == Admin,
             Area::StockRead => matches!(role, Admin | Ops | Pos),
             Area::StockReceive => matches!(role, Admin | Pos),
             Area::Reservations => matches!(role, Admin | Channel | Pos),

@@ -16,6 +16,7 @@ use aisle_engine::model::{LocationDef, LocationKind, SkuDef};
 use aisle_engine::sourced::{Quote, SourcingRequest};
 use aisle_engine::time::{Day, Timestamp};
 use aisle_engine::view::{CellView, ReservationView, StockTotals};
+use aisle_engine::SnapshotInfo;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -862,6 +863,29 @@ pub fn cursor_in(text: &str) -> Result<Vec<u8>, ApiError> {
         .step_by(2)
         .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()).ok_or_else(bad))
         .collect()
+}
+
+// ---- operations ------------------------------------------------------------------------
+
+/// `POST /v1/ops/snapshot`: what the snapshot just taken covers.
+#[derive(Debug, Serialize)]
+pub struct SnapshotOut {
+    /// The last log record in the image.
+    pub lsn: u64,
+    /// The size of the snapshot file.
+    pub bytes: u64,
+    /// How long taking it took, copy and write.
+    pub millis: u64,
+}
+
+impl From<&SnapshotInfo> for SnapshotOut {
+    fn from(info: &SnapshotInfo) -> Self {
+        SnapshotOut {
+            lsn: info.lsn,
+            bytes: u64::try_from(info.bytes).unwrap_or(u64::MAX),
+            millis: u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 #[cfg(test)]

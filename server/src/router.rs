@@ -53,6 +53,7 @@ pub enum Endpoint {
     ReplenishmentSuggestions,
     CreateToken,
     RevokeToken,
+    Snapshot,
     /// A SPEC route of a later issue: answers 501 problem+json.
     NotImplemented,
 }
@@ -84,6 +85,12 @@ const fn route(
 ) -> Route {
     let body = matches!(method.as_bytes(), b"POST" | b"PUT" | b"PATCH");
     Route { method, template, endpoint, area, summary, body, idempotent: body, stream: false }
+}
+
+/// A POST that acts rather than creates: no body (an empty JSON object is accepted) and no
+/// `Idempotency-Key` (repeating it is harmless, so a key is ignored).
+const fn action(route: Route) -> Route {
+    Route { body: false, idempotent: false, ..route }
 }
 
 /// A route whose handler streams the body (bulk import): it is handed the unread request,
@@ -222,6 +229,13 @@ pub static ROUTES: &[Route] = &[
     ),
     route("POST", "/v1/tokens", E::CreateToken, A::Tokens, "Create a token; the secret is shown once."),
     route("DELETE", "/v1/tokens/{id}", E::RevokeToken, A::Tokens, "Revoke a token at once."),
+    action(route(
+        "POST",
+        "/v1/ops/snapshot",
+        E::Snapshot,
+        A::Operations,
+        "Take a snapshot now; answers the LSN it covers, its size and how long it took.",
+    )),
 ];
 
 /// A matched route and the values of its `{params}`, in template order.
@@ -287,6 +301,7 @@ mod tests {
             ("GET", "/v1/replenishments/suggestions", Some(E::ReplenishmentSuggestions), &[]),
             ("GET", "/v1/replenishments/3", Some(E::GetReplenishment), &["3"]),
             ("DELETE", "/v1/transfers/3", Some(E::CancelTransfer), &["3"]),
+            ("POST", "/v1/ops/snapshot", Some(E::Snapshot), &[]),
             ("GET", "/v1/skus/", None, &[]),
             ("GET", "/v1/nothing", None, &[]),
             ("GET", "/v1/skus/a/b", None, &[]),

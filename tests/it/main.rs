@@ -5,6 +5,7 @@ mod http_crash;
 mod http_flash;
 mod http_idempotency;
 mod http_import;
+mod http_ops;
 mod http_readonly;
 mod http_sourcing;
 mod http_transfers;

@@ -1,4 +1,5 @@
-//! Operations (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`) and tokens (`/v1/tokens`).
+//! Operations (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/v1/ops/snapshot`) and
+//! tokens (`/v1/tokens`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use super::{Call, Reply};
 use crate::app::App;
 use crate::auth::{Role, TOKEN_NAME_LEN_MAX};
+use crate::dto::SnapshotOut;
 use crate::problem::ApiError;
 
 pub fn healthz() -> Result<Reply, ApiError> {
@@ -44,6 +46,32 @@ pub fn metrics(app: &Arc<App>) -> Result<Reply, ApiError> {
 pub fn openapi() -> Result<Reply, ApiError> {
     let body = serde_json::to_vec_pretty(&crate::openapi::document()).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Reply { status: StatusCode::OK, content_type: "application/json", body: Bytes::from(body) })
+}
+
+/// The body of `POST /v1/ops/snapshot`: nothing, or `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotIn {}
+
+/// Takes a snapshot now. Copying the state holds every shard for a moment and writing the
+/// image takes seconds at scale, so it runs on a blocking thread, never on a worker.
+pub async fn snapshot(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
+    let SnapshotIn {} = call.json_or_default()?;
+    // A read-only engine may still have nothing unsynced; it takes no snapshot either (503).
+    if let Some(reason) = app.engine.read_only_reason() {
+        return Err(EngineError::ReadOnly { reason }.into());
+    }
+    let engine = app.engine.clone();
+    let info = tokio::task::spawn_blocking(move || engine.snapshot())
+        .await
+        .map_err(|e| ApiError::Internal(format!("the snapshot task failed: {e}")))??;
+    tracing::info!(
+        lsn = info.lsn,
+        bytes = info.bytes,
+        millis = info.duration.as_millis() as u64,
+        "snapshot taken on request"
+    );
+    Reply::json(StatusCode::OK, &SnapshotOut::from(&info))
 }
 
 #[derive(Debug, Deserialize)]

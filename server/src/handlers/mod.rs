@@ -116,6 +116,7 @@ pub async fn dispatch(app: &Arc<App>, route: &'static Route, call: Call<'_>) -> 
         E::OpenApi => admin::openapi(),
         E::CreateToken => admin::create_token(app, call).await,
         E::RevokeToken => admin::revoke_token(app, call).await,
+        E::Snapshot => admin::snapshot(app, call).await,
         E::ListLocations => catalog::list_locations(app),
         E::PutLocation => catalog::put_location(app, call).await,
         E::GetLocation => catalog::get_location(app, call),
