@@ -1,11 +1,17 @@
 //! The audit trail: every change to a stock cell, with time, command, actor and reason.
 //!
-//! Movements are derived from log records as they are applied (live and in replay), sent to
-//! one writer thread and stored in the [`DocumentStore`] under two indexes: by cell (SKU,
-//! location, LSN) and by LSN; a location-only listing filters the LSN index. Keys carry the record's LSN, so replaying a record writes the same
-//! keys again instead of duplicating them. Before a snapshot lets the WAL be deleted, the
-//! trail is flushed through the snapshot's LSN ([`AuditLog::flush`]), so a movement is never
-//! lost with the log it came from.
+//! Movements are derived from log records as they are applied (live and in replay) and sent to
+//! one writer thread, which stores them in the [`DocumentStore`] under two indexes: by cell
+//! (SKU, location, LSN) and by LSN; a location-only listing filters the LSN index.
+//!
+//! **Architecture Invariant:** the trail is a projection of the durable log. The writer holds
+//! back every movement whose record is not yet durable ([`DurableWatch`]), so a crash or a
+//! failed fsync never leaves a movement for a record that is not in the log (whose LSN would
+//! then be given to another record). Each batch is stored atomically together with the
+//! trail's applied LSN (tree `projections`, key `audit`), and keys carry the record's LSN, so
+//! replaying a record rewrites its movements instead of duplicating them. Before a snapshot is
+//! published the trail is flushed through the snapshot's LSN ([`AuditLog::flush_through`]):
+//! start-up replays the log after the snapshot, so nothing the trail lacks is ever behind it.
 //!
 //! What is recorded: every change of `on_hand`, `committed`, `incoming` and the cell policy
 //! (receipts, adjustments, counts, commits, fulfilments, cancellations), and every step of a
@@ -33,7 +39,7 @@ use crate::flash::PoolReturn;
 use crate::state::HoldChange;
 use crate::time::Timestamp;
 use crate::view::Outcome;
-use crate::wal::Lsn;
+use crate::wal::{DurableWatch, Lsn};
 
 /// Movements waiting for the writer; past it writes are refused with `Busy`.
 pub const AUDIT_QUEUE_MAX: usize = 1_000_000;
@@ -44,6 +50,11 @@ const BY_CELL: &str = "movements_by_cell";
 /// Entries a location-only listing examines per page before it answers with what it found.
 const LOCATION_SCAN_MAX: usize = 100_000;
 const BY_LSN: &str = "movements_by_lsn";
+/// Where each projection stores the LSN it has applied through, in the same batch as its data.
+const PROJECTIONS: &str = "projections";
+const AUDIT_APPLIED_KEY: &[u8] = b"audit";
+/// How often the writer looks at the durable LSN while movements wait for it.
+const DURABLE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One change to one cell.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -85,7 +96,9 @@ pub struct MovementPage {
 
 enum Message {
     Movements(Vec<Movement>),
-    Flush(Sender<std::io::Result<()>>),
+    /// Store every durable movement received so far and make the store durable; with an LSN,
+    /// every record through it is known to be delivered, and the applied LSN moves to it.
+    Flush(Option<Lsn>, Sender<std::io::Result<()>>),
 }
 
 pub(crate) struct AuditLog {
@@ -97,6 +110,8 @@ pub(crate) struct AuditLog {
     failure: Arc<Mutex<Option<String>>>,
     store: Arc<dyn DocumentStore>,
     holds: bool,
+    /// Set once the log is open; until then (replay) every record handed over is durable.
+    durable: Arc<std::sync::OnceLock<DurableWatch>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -112,15 +127,32 @@ impl AuditLog {
         let queued = Arc::new(AtomicUsize::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let failure = Arc::new(Mutex::new(None));
+        let durable = Arc::new(std::sync::OnceLock::new());
         // The writer ends when the log (the only sender) is dropped; drop joins it, so the
         // store is closed when the engine is.
-        let (thread_store, thread_queued, thread_written, thread_failure) =
-            (store.clone(), queued.clone(), written.clone(), failure.clone());
+        let shared = Writer {
+            store: store.clone(),
+            queued: queued.clone(),
+            written: written.clone(),
+            failure: failure.clone(),
+            durable: durable.clone(),
+        };
         let writer = std::thread::Builder::new()
             .name("aisle-audit".into())
-            .spawn(move || write_loop(receiver, &*thread_store, &thread_queued, &thread_written, &thread_failure))
+            .spawn(move || shared.run(receiver))
             .expect("spawning the audit writer");
-        AuditLog { sender: Some(sender), writer: Some(writer), queued, written, failure, store, holds }
+        AuditLog { sender: Some(sender), writer: Some(writer), queued, written, failure, store, holds, durable }
+    }
+
+    /// From now on only movements of durable records are stored (called once the log is open).
+    pub fn follow(&self, watch: DurableWatch) {
+        let _ = self.durable.set(watch);
+    }
+
+    /// The LSN the stored trail is complete through (0 when nothing was ever flushed).
+    pub fn applied_lsn(&self) -> std::io::Result<Lsn> {
+        let value = self.store.get(PROJECTIONS, AUDIT_APPLIED_KEY)?;
+        Ok(value.and_then(|bytes| bytes.try_into().ok()).map_or(0, u64::from_be_bytes))
     }
 
     /// Whether the queue has room; checked before a command is applied.
@@ -143,12 +175,24 @@ impl AuditLog {
         }
     }
 
-    /// Waits until everything queued so far is stored and durable.
+    /// Waits until every movement queued so far whose record is durable is stored, and the
+    /// store is durable.
     pub fn flush(&self) -> std::io::Result<()> {
+        self.send_flush(None)
+    }
+
+    /// Like [`AuditLog::flush`], for a caller that knows every record through `lsn` has been
+    /// handed over and is durable (a snapshot, whose locks saw them applied): the trail's
+    /// applied LSN moves to `lsn`.
+    pub fn flush_through(&self, lsn: Lsn) -> std::io::Result<()> {
+        self.send_flush(Some(lsn))
+    }
+
+    fn send_flush(&self, through: Option<Lsn>) -> std::io::Result<()> {
         let (done, wait) = channel::bounded(1);
         let stopped = || std::io::Error::other("the audit writer has stopped");
-        self.sender.as_ref().ok_or_else(stopped)?.send(Message::Flush(done)).map_err(|_| stopped())?;
-        wait.recv().map_err(|_| std::io::Error::other("the audit writer has stopped"))?
+        self.sender.as_ref().ok_or_else(stopped)?.send(Message::Flush(through, done)).map_err(|_| stopped())?;
+        wait.recv().map_err(|_| stopped())?
     }
 
     pub fn written(&self) -> u64 {
@@ -209,44 +253,97 @@ impl Drop for AuditLog {
     }
 }
 
-fn write_loop(
-    receiver: Receiver<Message>,
-    store: &dyn DocumentStore,
-    queued: &AtomicUsize,
-    written: &AtomicU64,
-    failure: &Mutex<Option<String>>,
-) {
-    let mut entries = Vec::new();
-    while let Ok(first) = receiver.recv() {
-        let mut flushes = Vec::new();
-        let mut count = 0;
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Movements(movements) => {
-                    count += movements.len();
-                    for (index, movement) in movements.iter().enumerate() {
-                        push_entries(&mut entries, movement, index as u16);
+/// The writer thread's side of the trail.
+struct Writer {
+    store: Arc<dyn DocumentStore>,
+    queued: Arc<AtomicUsize>,
+    written: Arc<AtomicU64>,
+    failure: Arc<Mutex<Option<String>>>,
+    durable: Arc<std::sync::OnceLock<DurableWatch>>,
+}
+
+impl Writer {
+    fn durable_lsn(&self) -> Lsn {
+        self.durable.get().map_or(Lsn::MAX, DurableWatch::durable_lsn)
+    }
+
+    fn run(self, receiver: Receiver<Message>) {
+        // Received but not yet durable, in no particular order.
+        let mut waiting: Vec<Movement> = Vec::new();
+        let mut entries = Vec::new();
+        let mut open = true;
+        while open {
+            // With nothing held back, sleep until a message comes; otherwise look at the durable
+            // LSN again soon.
+            let first = if waiting.is_empty() {
+                receiver.recv().ok()
+            } else {
+                match receiver.recv_timeout(DURABLE_POLL) {
+                    Ok(message) => Some(message),
+                    Err(channel::RecvTimeoutError::Timeout) => None,
+                    Err(channel::RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        None
                     }
                 }
-                Message::Flush(done) => flushes.push(done),
+            };
+            if first.is_none() && waiting.is_empty() {
+                break;
             }
-            if count < AUDIT_BATCH_RECORDS_MAX {
-                next = receiver.try_recv().ok();
+            let mut flushes = Vec::new();
+            let mut next = first;
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Movements(movements) => waiting.extend(movements),
+                    Message::Flush(through, done) => flushes.push((through, done)),
+                }
+                if waiting.len() < AUDIT_BATCH_RECORDS_MAX {
+                    next = receiver.try_recv().ok();
+                }
             }
-        }
-        if !entries.is_empty() {
-            if let Err(e) = store.put_batch(&entries) {
-                *failure.lock() = Some(format!("writing the audit trail: {e}"));
+            let durable = self.durable_lsn();
+            let mut stored = 0;
+            let mut index = 0;
+            let mut last_lsn = None;
+            // Movements of one record arrive together, in order: number them per record.
+            waiting.sort_by_key(|movement| movement.lsn);
+            waiting.retain(|movement| {
+                if movement.lsn > durable {
+                    return true;
+                }
+                index = if last_lsn == Some(movement.lsn) { index + 1 } else { 0 };
+                last_lsn = Some(movement.lsn);
+                push_entries(&mut entries, movement, index);
+                stored += 1;
+                false
+            });
+            let applied = flushes.iter().filter_map(|(through, _)| *through).filter(|&lsn| lsn <= durable).max();
+            if let Some(applied) = applied {
+                entries.push((PROJECTIONS, AUDIT_APPLIED_KEY.to_vec(), applied.to_be_bytes().to_vec()));
             }
-            entries.clear();
-        }
-        queued.fetch_sub(count, Ordering::Relaxed);
-        written.fetch_add(count as u64, Ordering::Relaxed);
-        if !flushes.is_empty() {
-            let result = store.flush();
-            for done in flushes {
-                let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            let mut written = Ok(());
+            if !entries.is_empty() {
+                if let Err(e) = self.store.put_batch(&entries) {
+                    let reason = format!("writing the audit trail: {e}");
+                    *self.failure.lock() = Some(reason.clone());
+                    written = Err(reason);
+                }
+                entries.clear();
+            }
+            self.queued.fetch_sub(stored, Ordering::Relaxed);
+            self.written.fetch_add(stored as u64, Ordering::Relaxed);
+            if !flushes.is_empty() {
+                let result = written.and_then(|()| self.store.flush().map_err(|e| e.to_string()));
+                for (through, done) in flushes {
+                    let answer = match (&result, through) {
+                        (Err(e), _) => Err(std::io::Error::other(e.clone())),
+                        (Ok(()), Some(lsn)) if lsn > durable => Err(std::io::Error::other(format!(
+                            "the audit trail cannot pass lsn {durable}: the log is not durable beyond it"
+                        ))),
+                        (Ok(()), _) => Ok(()),
+                    };
+                    let _ = done.send(answer);
+                }
             }
         }
     }

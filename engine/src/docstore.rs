@@ -13,7 +13,8 @@ use parking_lot::RwLock;
 
 /// Ordered key-value trees.
 pub trait DocumentStore: Send + Sync + std::fmt::Debug {
-    /// Writes every entry (tree, key, value) in one batch.
+    /// Writes every entry (tree, key, value) atomically: after a crash either all of them are
+    /// there or none.
     fn put_batch(&self, entries: &[(&'static str, Vec<u8>, Vec<u8>)]) -> io::Result<()>;
     fn get(&self, tree: &'static str, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
     /// Entries whose key starts with `prefix` and sorts after `after`, in key order.
@@ -45,14 +46,27 @@ impl SledStore {
 
 impl DocumentStore for SledStore {
     fn put_batch(&self, entries: &[(&'static str, Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        use sled::Transactional as _;
         let mut batches: BTreeMap<&str, sled::Batch> = BTreeMap::new();
         for (tree, key, value) in entries {
             batches.entry(tree).or_default().insert(key.as_slice(), value.as_slice());
         }
-        for (tree, batch) in batches {
-            self.db.open_tree(tree).map_err(io::Error::other)?.apply_batch(batch).map_err(io::Error::other)?;
-        }
-        Ok(())
+        let (names, batches): (Vec<&str>, Vec<sled::Batch>) = batches.into_iter().unzip();
+        let trees = names
+            .iter()
+            .map(|name| self.db.open_tree(name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io::Error::other)?;
+        // One transaction over every tree touched, so a batch is never half stored.
+        trees[..]
+            .transaction(|views| {
+                for (view, batch) in views.iter().zip(&batches) {
+                    view.apply_batch(batch)?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e: TransactionError<()>| io::Error::other(format!("{e:?}")))
     }
 
     fn get(&self, tree: &'static str, key: &[u8]) -> io::Result<Option<Vec<u8>>> {

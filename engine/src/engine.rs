@@ -198,6 +198,8 @@ pub struct EngineStats {
     pub audit_movements_written: u64,
     /// Why the audit trail could not be written, if it could not.
     pub audit_failure: Option<String>,
+    /// The LSN the stored audit trail is complete through (moved by each snapshot).
+    pub audit_applied_lsn: Lsn,
 }
 
 /// What a finished snapshot covered.
@@ -268,6 +270,9 @@ impl Engine {
                 Ok(())
             };
         let (wal, wal_report) = Wal::open(storage.wal.clone(), config.wal.clone(), snapshot_lsn, &mut replay)?;
+        if let Some(audit) = &state.audit {
+            audit.follow(wal.durable_watch());
+        }
         let inner = Arc::new(Inner {
             state,
             wal,
@@ -533,8 +538,14 @@ impl Engine {
         audit.query(query).map_err(|e| EngineError::Storage(format!("reading the audit trail: {e}")))
     }
 
-    /// Waits until every movement so far is stored.
+    /// Waits until every movement so far is stored: makes the log durable through its last
+    /// record (the trail follows only durable records), then flushes the trail. A read-only
+    /// log stays where it is, and the trail is flushed through what is durable.
     pub fn flush_audit(&self) -> Result<()> {
+        match self.inner.wal.flush() {
+            Ok(()) | Err(WalError::ReadOnly { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         match &self.inner.state.audit {
             Some(audit) => audit.flush().map_err(|e| EngineError::Storage(format!("flushing the audit trail: {e}"))),
             None => Ok(()),
@@ -627,6 +638,7 @@ impl Engine {
             read_only_reason: inner.wal.read_only_reason(),
             audit_movements_written: inner.state.audit.as_ref().map_or(0, |audit| audit.written()),
             audit_failure: inner.state.audit.as_ref().and_then(|audit| audit.failure()),
+            audit_applied_lsn: inner.state.audit.as_ref().and_then(|audit| audit.applied_lsn().ok()).unwrap_or(0),
         }
     }
 
@@ -641,13 +653,17 @@ impl Engine {
         let _one_at_a_time = inner.snapshot_lock.lock();
         let started = Instant::now();
         let captured = capture(&inner.state, &inner.wal);
+        let captured_lsn = captured.lsn;
         let pause = started.elapsed();
         let now = self.now();
         // The image may reflect records not yet synced; never publish it ahead of the log.
         inner.wal.flush()?;
-        // The log is about to go: the trail derived from it must be stored first.
+        // Start-up replays only the log after the image: the trail derived from what the
+        // image covers must be stored first.
         if let Some(audit) = &inner.state.audit {
-            audit.flush().map_err(|e| EngineError::Storage(format!("flushing the audit trail: {e}")))?;
+            audit
+                .flush_through(captured_lsn)
+                .map_err(|e| EngineError::Storage(format!("flushing the audit trail: {e}")))?;
         }
         // Building, encoding and writing the image takes seconds of CPU at a million holds; on a
         // small machine that would starve the request path, so it runs on a thread at the

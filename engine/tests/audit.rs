@@ -183,3 +183,39 @@ fn flash_sale_movements_add_up_to_the_cell() {
     assert!(all.iter().any(|m| m.command == "end_flash_sale" && m.reason.as_deref() == Some("flash sale S")));
     assert!(all.iter().all(|m| m.command != "claim"), "a claim moves units inside the pool only");
 }
+
+/// The trail is a projection of the durable log: a record appended but never synced (its fsync
+/// failed) leaves no movement, even after the trail is flushed.
+#[test]
+fn nothing_past_the_durable_lsn_reaches_the_trail_when_fsync_fails() {
+    let (storage, wal, _snapshots) = Storage::memory();
+    let clock = ManualClock::new(1_750_000_000_000);
+    let (engine, _) = Engine::open(EngineConfig::manual(Durability::Fsync, Arc::new(clock)), storage).expect("opens");
+    common::seed(&engine, &["W1"], &["TEE"], 0);
+    let clerk = Context::actor("clerk");
+    let receive =
+        || Receive { sku: "TEE".into(), location: "W1".into(), qty: 3, unit_cost: None, lot: None, reason: None };
+    engine.wait(engine.receive(clerk, receive()).expect("receive")).expect("durable");
+    wal.fail_syncs(true);
+    let ack = engine.receive(clerk, receive()).expect("applied in memory, not yet acknowledged");
+    assert!(engine.wait(ack).is_err(), "the failed sync is reported");
+    engine.flush_audit().expect("flush");
+    let durable = engine.stats().durable_lsn;
+    let movements = trail(&engine, None, None);
+    assert!(movements.iter().all(|m| m.lsn <= durable), "a movement past durable lsn {durable}: {movements:?}");
+    assert_eq!(movements.iter().filter(|m| m.command == "receive").count(), 1, "{movements:?}");
+}
+
+/// A snapshot stores the trail through its LSN, in the same atomic batch as the applied LSN.
+#[test]
+fn a_snapshot_moves_the_trails_applied_lsn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(1_750_000_000_000);
+    let engine = open(dir.path(), &clock, false);
+    common::seed(&engine, &["W1"], &["TEE"], 4);
+    assert_eq!(engine.stats().audit_applied_lsn, 0);
+    let info = engine.snapshot().expect("snapshot");
+    assert_eq!(engine.stats().audit_applied_lsn, info.lsn);
+    drop(engine);
+    assert_eq!(open(dir.path(), &clock, false).stats().audit_applied_lsn, info.lsn, "stored, not just in memory");
+}

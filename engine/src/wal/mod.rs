@@ -386,6 +386,12 @@ impl Wal {
         self.shared.acked_lsn()
     }
 
+    /// A handle that reads the durable LSN without borrowing the log, for projections that
+    /// may only consume durable records.
+    pub fn durable_watch(&self) -> DurableWatch {
+        DurableWatch { shared: self.shared.clone() }
+    }
+
     /// The LSN of the last record appended (or recovered).
     pub fn last_lsn(&self) -> Lsn {
         self.shared.last_lsn.load(Ordering::Acquire)
@@ -505,6 +511,25 @@ impl Drop for Wal {
     /// Stops the writer, which writes and syncs what is pending on its way out (best effort).
     fn drop(&mut self) {
         self.stop_writer();
+    }
+}
+
+/// Reads the log's durable LSN; see [`Wal::durable_watch`].
+#[derive(Clone)]
+pub struct DurableWatch {
+    shared: Arc<Shared>,
+}
+
+impl DurableWatch {
+    /// The highest LSN durable under the configured mode; it never moves after a failed sync.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.acked_lsn()
+    }
+}
+
+impl fmt::Debug for DurableWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableWatch").field("durable_lsn", &self.durable_lsn()).finish()
     }
 }
 

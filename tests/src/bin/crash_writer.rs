@@ -2,7 +2,10 @@
 //! durability and reserves from several threads as fast as it can, printing one line per
 //! acknowledged (durable) reservation: `ack <id> <qty>`. The parent kills it at a random moment.
 //!
-//! Usage: `crash_writer <data-dir> <threads>`
+//! In `receive` mode each thread receives one unit at a time instead and prints
+//! `ack <sku> 1` per acknowledged receipt (the audit-trail test compares the trail with the log).
+//!
+//! Usage: `crash_writer <data-dir> <threads> [reserve|receive]`
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,6 +25,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().expect("data dir"));
     let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(8);
+    let receive_mode = args.next().as_deref() == Some("receive");
     let mut config = EngineConfig::manual(Durability::Fsync, Arc::new(SystemClock));
     // Snapshots happen in the middle of the load too.
     config.snapshot_every_records = 5_000;
@@ -60,6 +64,9 @@ fn main() {
         for t in 0..threads {
             let (engine, out) = (&engine, out.clone());
             scope.spawn(move || {
+                if receive_mode {
+                    receive_forever(engine, ctx, SKUS[t % SKUS.len()], &out);
+                }
                 for i in 0usize.. {
                     // One- and two-line reservations across shards.
                     let mut lines = vec![ReserveLine { sku: SKUS[(t + i) % 4].into(), location: "W".into(), qty: 1 }];
@@ -82,4 +89,21 @@ fn main() {
             });
         }
     });
+}
+
+/// One unit at a time into `sku` at W, printing `ack <sku> 1` once each receipt is durable.
+fn receive_forever(engine: &Engine, ctx: Context<'_>, sku: &str, out: &Mutex<std::io::Stdout>) -> ! {
+    loop {
+        let receive =
+            Receive { sku: sku.into(), location: "W".into(), qty: 1, unit_cost: Some(100), lot: None, reason: None };
+        match engine.receive(ctx, receive).and_then(|ack| engine.wait(ack)) {
+            Ok(_) => {
+                let mut out = out.lock().expect("stdout");
+                let _ = writeln!(out, "ack {sku} 1");
+                let _ = out.flush();
+            }
+            Err(EngineError::Busy) => std::thread::yield_now(),
+            Err(e) => panic!("receive failed: {e}"),
+        }
+    }
 }
