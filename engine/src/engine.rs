@@ -36,7 +36,7 @@ use crate::transfer::{
 };
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView, SkuStock, StockTotals};
 use crate::wal::{
-    DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Wal, WalConfig, WalError, WalStats,
+    DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Retention, Wal, WalConfig, WalError, WalStats,
 };
 
 /// Everything the engine is configured with; built by the binary, validated here.
@@ -56,7 +56,19 @@ pub struct EngineConfig {
     /// movements. Off by default: holds are the hot path and their history is on the
     /// reservation.
     pub audit_holds: bool,
+    /// Log segments every consumer has passed are kept at least this long (by their last
+    /// write), for the change feed, followers and rebuilding projections.
+    pub log_retention: Duration,
+    /// ... unless the log takes more than this many bytes: then the oldest passed segments go.
+    pub log_retention_bytes: u64,
 }
+
+/// How long passed log segments are kept by default.
+pub const LOG_RETENTION_DEFAULT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How many bytes of passed log are kept at most by default.
+pub const LOG_RETENTION_BYTES_DEFAULT: u64 = 4 << 30;
+/// How often the snapshotter applies log retention between snapshots.
+const LOG_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for EngineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,6 +79,8 @@ impl std::fmt::Debug for EngineConfig {
             .field("snapshot_interval", &self.snapshot_interval)
             .field("expiry_sweep_interval", &self.expiry_sweep_interval)
             .field("audit_holds", &self.audit_holds)
+            .field("log_retention", &self.log_retention)
+            .field("log_retention_bytes", &self.log_retention_bytes)
             .finish()
     }
 }
@@ -83,6 +97,8 @@ impl Default for EngineConfig {
             expiry_sweep_interval: Some(Duration::from_millis(100)),
             clock: Arc::new(SystemClock),
             audit_holds: false,
+            log_retention: LOG_RETENTION_DEFAULT,
+            log_retention_bytes: LOG_RETENTION_BYTES_DEFAULT,
         }
     }
 }
@@ -98,6 +114,8 @@ impl EngineConfig {
             expiry_sweep_interval: None,
             clock,
             audit_holds: false,
+            log_retention: LOG_RETENTION_DEFAULT,
+            log_retention_bytes: LOG_RETENTION_BYTES_DEFAULT,
         }
     }
 
@@ -200,6 +218,9 @@ pub struct EngineStats {
     pub audit_failure: Option<String>,
     /// The LSN the stored audit trail is complete through (moved by each snapshot).
     pub audit_applied_lsn: Lsn,
+    /// Bytes of log kept on disk, and the LSN of the oldest record kept.
+    pub log_retained_bytes: u64,
+    pub log_oldest_retained_lsn: Lsn,
 }
 
 /// What a finished snapshot covered.
@@ -627,6 +648,7 @@ impl Engine {
 
     pub fn stats(&self) -> EngineStats {
         let inner = &self.inner;
+        let retained = inner.wal.retained();
         EngineStats {
             active_reservations: inner.state.active_reservations.load(Ordering::Relaxed),
             last_lsn: inner.wal.last_lsn(),
@@ -639,6 +661,8 @@ impl Engine {
             audit_movements_written: inner.state.audit.as_ref().map_or(0, |audit| audit.written()),
             audit_failure: inner.state.audit.as_ref().and_then(|audit| audit.failure()),
             audit_applied_lsn: inner.state.audit.as_ref().and_then(|audit| audit.applied_lsn().ok()).unwrap_or(0),
+            log_retained_bytes: retained.0,
+            log_oldest_retained_lsn: retained.1,
         }
     }
 
@@ -684,10 +708,10 @@ impl Engine {
                 .map_err(|e| EngineError::Storage(e.to_string()))
         })?;
         inner.wal.rotate()?;
-        let wal_segments_removed = inner.wal.remove_through(lsn)?;
+        inner.last_snapshot_lsn.store(lsn, Ordering::Relaxed);
+        let wal_segments_removed = self.apply_log_retention()?;
         snapshot::remove_older(&inner.storage.snapshots, lsn);
         let duration = started.elapsed();
-        inner.last_snapshot_lsn.store(lsn, Ordering::Relaxed);
         inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         inner.last_snapshot_nanos.store(duration.as_nanos() as u64, Ordering::Relaxed);
         Ok(SnapshotInfo { file, lsn, bytes, cells, wal_segments_removed, duration, pause })
@@ -710,6 +734,27 @@ impl Engine {
             sale.customers.sort_unstable();
         }
         image
+    }
+
+    /// Deletes the log segments that every consumer has passed and that retention lets go
+    /// (older than `log_retention`, or the oldest while the log is over `log_retention_bytes`).
+    /// The consumers today: recovery (the last snapshot) and the audit trail (its applied LSN).
+    /// Returns how many segments went.
+    pub fn apply_log_retention(&self) -> Result<usize> {
+        let inner = &self.inner;
+        let mut through = inner.last_snapshot_lsn.load(Ordering::Relaxed);
+        if let Some(audit) = &inner.state.audit {
+            let applied =
+                audit.applied_lsn().map_err(|e| EngineError::Storage(format!("reading the audit trail: {e}")))?;
+            through = through.min(applied);
+        }
+        let older_than = std::time::SystemTime::now().checked_sub(inner.config.log_retention);
+        let retention = Retention {
+            through,
+            older_than: Some(older_than.unwrap_or(std::time::UNIX_EPOCH)),
+            bytes_max: inner.config.log_retention_bytes,
+        };
+        Ok(inner.wal.remove_retained(&retention)?)
     }
 
     /// Checks SPEC invariant 2 and each cell's own consistency over the whole state:
@@ -833,6 +878,7 @@ impl Engine {
             let check_every = Duration::from_millis(200);
             threads.push(spawn("aisle-snapshot", move || {
                 let mut last = Instant::now();
+                let mut last_retention = Instant::now();
                 while let Some(engine) = weak.upgrade().map(|inner| Engine { inner }) {
                     if engine.pause(check_every) {
                         break;
@@ -846,6 +892,10 @@ impl Engine {
                     if (by_count || by_time) && inner.wal.read_only_reason().is_none() {
                         let _ = engine.snapshot();
                         last = Instant::now();
+                    } else if last_retention.elapsed() >= LOG_RETENTION_CHECK_INTERVAL {
+                        // Segments age out between snapshots too.
+                        let _ = engine.apply_log_retention();
+                        last_retention = Instant::now();
                     }
                 }
             }));

@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// Connections served at once.
     #[arg(long, env = "AISLE_CONNECTIONS_MAX")]
     pub connections_max: Option<usize>,
+    /// Seconds passed write-ahead log segments are kept (default 7 days).
+    #[arg(long, env = "AISLE_LOG_RETENTION_SECONDS")]
+    pub log_retention_seconds: Option<u64>,
+    /// Bytes of write-ahead log kept at most; the oldest passed segments go first (default 4 GiB).
+    #[arg(long, env = "AISLE_LOG_RETENTION_BYTES")]
+    pub log_retention_bytes: Option<u64>,
     /// An admin token secret to accept instead of creating `<data-dir>/admin.token`.
     #[arg(long = "admin-token-from-env-only", env = "AISLE_ADMIN_TOKEN", hide = true, hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -67,6 +73,12 @@ impl ServeArgs {
         }
         if let Some(seconds) = file.shutdown_grace_seconds {
             config.shutdown_grace = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = self.log_retention_seconds.or(file.log_retention_seconds) {
+            config.log_retention = Duration::from_secs(seconds);
+        }
+        if let Some(bytes) = self.log_retention_bytes.or(file.log_retention_bytes) {
+            config.log_retention_bytes = bytes;
         }
         config.admin_token = self.admin_token.filter(|t| !t.is_empty());
         config.validate()?;

@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub connections_max: usize,
     pub body_bytes_max: usize,
     pub shutdown_grace: Duration,
+    /// Log segments every consumer has passed are kept this long (SPEC `log_retention`).
+    pub log_retention: Duration,
+    /// ... and deleted oldest first while the log is larger than this.
+    pub log_retention_bytes: u64,
     /// The `AISLE_ADMIN_TOKEN` secret, when set: an admin token that replaces the bootstrap file.
     pub admin_token: Option<String>,
 }
@@ -49,6 +53,8 @@ impl ServerConfig {
             connections_max: CONNECTIONS_MAX_DEFAULT,
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            log_retention: aisle_engine::engine::LOG_RETENTION_DEFAULT,
+            log_retention_bytes: aisle_engine::engine::LOG_RETENTION_BYTES_DEFAULT,
             admin_token: None,
         }
     }
@@ -84,6 +90,9 @@ pub struct FileConfig {
     pub connections_max: Option<usize>,
     pub body_bytes_max: Option<usize>,
     pub shutdown_grace_seconds: Option<u64>,
+    /// Seconds passed log segments are kept (default 7 days).
+    pub log_retention_seconds: Option<u64>,
+    pub log_retention_bytes: Option<u64>,
 }
 
 impl FileConfig {

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub wal_bytes: IntCounter,
     pub snapshot_duration: Gauge,
     pub recovery_duration: Gauge,
+    pub wal_retained_bytes: IntGauge,
+    pub wal_oldest_retained_lsn: IntGauge,
 }
 
 impl Metrics {
@@ -77,6 +79,14 @@ impl Metrics {
             Gauge::new("aisle_snapshot_duration_seconds", "Duration of the last snapshot (0 before the first).")?;
         let recovery_duration =
             Gauge::new("aisle_recovery_duration_seconds", "Duration of start-up recovery (snapshot load and replay).")?;
+        let wal_retained_bytes = IntGauge::new(
+            "aisle_wal_retained_bytes",
+            "Bytes of write-ahead log kept on disk (retained for the change feed, followers and rebuilds).",
+        )?;
+        let wal_oldest_retained_lsn =
+            IntGauge::new("aisle_wal_oldest_retained_lsn", "LSN of the oldest write-ahead log record kept on disk.")?;
+        registry.register(Box::new(wal_retained_bytes.clone()))?;
+        registry.register(Box::new(wal_oldest_retained_lsn.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(reservations.clone()))?;
@@ -102,6 +112,8 @@ impl Metrics {
             wal_bytes,
             snapshot_duration,
             recovery_duration,
+            wal_retained_bytes,
+            wal_oldest_retained_lsn,
         })
     }
 
@@ -136,6 +148,8 @@ impl Metrics {
             self.flash_sale_remaining.with_label_values(&[sale.def.code.as_str()]).set(i64::from(sale.remaining));
         }
         self.snapshot_duration.set(stats.last_snapshot_duration.as_secs_f64());
+        self.wal_retained_bytes.set(i64::try_from(stats.log_retained_bytes).unwrap_or(i64::MAX));
+        self.wal_oldest_retained_lsn.set(i64::try_from(stats.log_oldest_retained_lsn).unwrap_or(i64::MAX));
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)

@@ -79,6 +79,8 @@ pub async fn serve(
     let mut engine_config = EngineConfig::default();
     engine_config.wal.durability = config.durability;
     engine_config.wal.observer = Some(metrics.wal_observer());
+    engine_config.log_retention = config.log_retention;
+    engine_config.log_retention_bytes = config.log_retention_bytes;
     let (engine, report) =
         tokio::task::spawn_blocking(move || -> Result<_, ServerError> { Ok(Engine::open(engine_config, storage)?) })
             .await??;

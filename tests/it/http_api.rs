@@ -561,6 +561,8 @@ fn operations_routes() {
             "aisle_wal_bytes_total",
             "aisle_snapshot_duration_seconds",
             "aisle_recovery_duration_seconds",
+            "aisle_wal_retained_bytes",
+            "aisle_wal_oldest_retained_lsn",
             "process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "{name} missing from /metrics");

@@ -170,6 +170,17 @@ impl WalConfig {
     }
 }
 
+/// Which closed log segments [`Wal::remove_retained`] may delete: only those whose records are
+/// all at or below `through` (every consumer of the log has passed them), and of those only
+/// the ones last written at or before `older_than` (None: any), or, while the log takes more
+/// than `bytes_max` bytes, the oldest ones whatever their age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub through: Lsn,
+    pub older_than: Option<std::time::SystemTime>,
+    pub bytes_max: u64,
+}
+
 /// A frame at the end of the last segment that recovery cut away.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
@@ -434,9 +445,15 @@ impl Wal {
     }
 
     /// Deletes the closed segments all of whose records are at or below `lsn` (never the
-    /// current segment), oldest first so a crash midway leaves a consecutive log, then syncs
-    /// the directory. Returns how many were deleted.
+    /// current segment), whatever their age; see [`Wal::remove_retained`].
     pub fn remove_through(&self, lsn: Lsn) -> Result<usize, WalError> {
+        self.remove_retained(&Retention { through: lsn, older_than: None, bytes_max: 0 })
+    }
+
+    /// Deletes the closed segments that `retention` lets go (never the current segment),
+    /// oldest first so a crash midway leaves a consecutive log, then syncs the directory.
+    /// Returns how many were deleted.
+    pub fn remove_retained(&self, retention: &Retention) -> Result<usize, WalError> {
         let shared = &*self.shared;
         if shared.config.durability == Durability::None {
             return Ok(0);
@@ -444,16 +461,32 @@ impl Wal {
         let mut removed = 0;
         {
             let mut segment = shared.segment.lock();
-            while let Some((_, name)) = segment.closed.first() {
-                let next_first = segment.closed.get(1).map_or(segment.first_lsn, |(first, _)| *first);
-                if next_first - 1 > lsn {
+            let mut retained: u64 = segment.closed.iter().map(|closed| closed.bytes).sum::<u64>() + segment.len;
+            while let Some(oldest) = segment.closed.first() {
+                let next_first = segment.closed.get(1).map_or(segment.first_lsn, |next| next.first_lsn);
+                if next_first - 1 > retention.through {
                     break;
                 }
-                shared.storage.remove(name).map_err(|source| WalError::Io {
+                let old_enough = match retention.older_than {
+                    None => true,
+                    Some(cutoff) => {
+                        let modified = shared.storage.modified(&oldest.name).map_err(|source| WalError::Io {
+                            op: "stat",
+                            file: oldest.name.clone(),
+                            source,
+                        })?;
+                        modified <= cutoff
+                    }
+                };
+                if !old_enough && retained <= retention.bytes_max {
+                    break;
+                }
+                shared.storage.remove(&oldest.name).map_err(|source| WalError::Io {
                     op: "remove",
-                    file: name.clone(),
+                    file: oldest.name.clone(),
                     source,
                 })?;
+                retained -= oldest.bytes;
                 segment.closed.remove(0);
                 removed += 1;
             }
@@ -466,6 +499,18 @@ impl Wal {
             })?;
         }
         Ok(removed)
+    }
+
+    /// Bytes of log kept on disk (every segment, the current one included) and the LSN of the
+    /// oldest record kept.
+    pub fn retained(&self) -> (u64, Lsn) {
+        if self.shared.config.durability == Durability::None {
+            return (0, self.last_lsn() + 1);
+        }
+        let segment = self.shared.segment.lock();
+        let bytes = segment.closed.iter().map(|closed| closed.bytes).sum::<u64>() + segment.len;
+        let oldest = segment.closed.first().map_or(segment.first_lsn, |closed| closed.first_lsn);
+        (bytes, oldest)
     }
 
     /// Why the log takes no more records, if it does not.
@@ -483,7 +528,7 @@ impl Wal {
             return Vec::new();
         }
         let segment = self.shared.segment.lock();
-        let mut names: Vec<String> = segment.closed.iter().map(|(_, name)| name.clone()).collect();
+        let mut names: Vec<String> = segment.closed.iter().map(|closed| closed.name.clone()).collect();
         names.push(segment.name.clone());
         names
     }

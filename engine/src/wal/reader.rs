@@ -6,13 +6,14 @@ use std::io;
 use super::format::{
     decode_segment_header, parse_frame, parse_segment_name, FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+use super::writer::ClosedSegment;
 use super::{LogStorage, Lsn, RecoveryReport, ReplayFn, TornTail, WalError};
 
 /// What the scan leaves behind for the writer.
 #[derive(Debug)]
 pub(crate) struct Recovered {
-    /// Segments that stay on disk, oldest first: (first LSN, file name).
-    pub segments: Vec<(Lsn, String)>,
+    /// Segments that stay on disk, oldest first.
+    pub segments: Vec<ClosedSegment>,
     /// The LSN the next appended record gets.
     pub next_lsn: Lsn,
     pub report: RecoveryReport,
@@ -60,8 +61,8 @@ pub(crate) fn recover(
     names.sort_unstable();
 
     let mut report = RecoveryReport { segments: names.len(), ..RecoveryReport::default() };
-    // (first LSN, name, records) of each segment kept.
-    let mut kept: Vec<(Lsn, String, u64)> = Vec::with_capacity(names.len());
+    // (first LSN, name, records, bytes) of each segment kept.
+    let mut kept: Vec<(Lsn, String, u64, u64)> = Vec::with_capacity(names.len());
     // The LSN the next record must carry; None until the first segment header is read.
     let mut expected: Option<Lsn> = None;
     let count = names.len();
@@ -105,6 +106,7 @@ pub(crate) fn recover(
         }
         let mut next = first;
         let mut at = SEGMENT_HEADER_LEN;
+        let mut bytes_kept = bytes.len() as u64;
         while at < bytes.len() {
             let frame = parse_frame(&bytes, at, record_bytes_max).and_then(|frame| {
                 if frame.lsn == next {
@@ -127,6 +129,7 @@ pub(crate) fn recover(
                 Err(reason) => {
                     if last && !valid_frame_after(&bytes, at + FRAME_ALIGN, next, record_bytes_max) {
                         storage.truncate(&name, at as u64).map_err(io_error("truncate", &name))?;
+                        bytes_kept = at as u64;
                         report.torn_tail = Some(TornTail {
                             file: name.clone(),
                             offset: at as u64,
@@ -138,7 +141,7 @@ pub(crate) fn recover(
                 }
             }
         }
-        kept.push((first, name, next - first));
+        kept.push((first, name, next - first, bytes_kept));
         expected = Some(next);
     }
 
@@ -146,14 +149,14 @@ pub(crate) fn recover(
     let mut removed_any = false;
     if next_lsn <= after_lsn {
         // The snapshot covers the whole log; continuing after it would leave a gap behind these.
-        for (_, name, _) in kept.drain(..) {
+        for (_, name, _, _) in kept.drain(..) {
             storage.remove(&name).map_err(io_error("remove", &name))?;
             removed_any = true;
         }
         next_lsn = after_lsn + 1;
-    } else if kept.last().is_some_and(|(_, _, records)| *records == 0) {
+    } else if kept.last().is_some_and(|(_, _, records, _)| *records == 0) {
         // The writer starts a segment with this very name; an empty one holds nothing to keep.
-        if let Some((_, name, _)) = kept.pop() {
+        if let Some((_, name, _, _)) = kept.pop() {
             storage.remove(&name).map_err(io_error("remove", &name))?;
             removed_any = true;
         }
@@ -162,5 +165,7 @@ pub(crate) fn recover(
         storage.sync_dir().map_err(io_error("sync dir", ""))?;
     }
     report.last_lsn = next_lsn - 1;
-    Ok(Recovered { segments: kept.into_iter().map(|(first, name, _)| (first, name)).collect(), next_lsn, report })
+    let segments =
+        kept.into_iter().map(|(first_lsn, name, _, bytes)| ClosedSegment { first_lsn, name, bytes }).collect();
+    Ok(Recovered { segments, next_lsn, report })
 }

@@ -32,6 +32,8 @@ pub trait LogStorage: Send + Sync + std::fmt::Debug {
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Makes earlier creates, renames and removes durable.
     fn sync_dir(&self) -> io::Result<()>;
+    /// When the file was last written (the age log retention goes by).
+    fn modified(&self, name: &str) -> io::Result<std::time::SystemTime>;
 }
 
 /// A file opened for appending.
@@ -119,6 +121,10 @@ impl LogStorage for DirStorage {
         fs::remove_file(self.at(name)?)
     }
 
+    fn modified(&self, name: &str) -> io::Result<std::time::SystemTime> {
+        fs::metadata(self.at(name)?)?.modified()
+    }
+
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         fs::rename(self.at(from)?, self.at(to)?)
     }
@@ -166,6 +172,8 @@ struct MemFile {
     data: Vec<u8>,
     synced: usize,
     sync_calls: u64,
+    /// Last write; `None` reads as the Unix epoch (a file set up by a test).
+    modified: Option<std::time::SystemTime>,
 }
 
 impl MemFs {
@@ -223,6 +231,16 @@ impl MemStorage {
         fs.durable_entries.insert(name.to_owned(), id);
     }
 
+    /// Makes a file look last written at `at` (for log retention tests).
+    pub fn set_modified(&self, name: &str, at: std::time::SystemTime) {
+        let mut fs = self.inner.lock();
+        if let Some(id) = fs.entries.get(name).copied() {
+            if let Some(file) = fs.files.get_mut(&id) {
+                file.modified = Some(at);
+            }
+        }
+    }
+
     /// Names of the files present now, sorted.
     pub fn names(&self) -> Vec<String> {
         self.inner.lock().entries.keys().cloned().collect()
@@ -264,6 +282,7 @@ impl LogFile for MemHandle {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.with_file(|file, _| {
             file.data.extend_from_slice(buf);
+            file.modified = Some(std::time::SystemTime::now());
             Ok(())
         })
     }
@@ -330,6 +349,10 @@ impl LogStorage for MemStorage {
         let mut fs = self.inner.lock();
         fs.durable_entries = fs.entries.clone();
         Ok(())
+    }
+
+    fn modified(&self, name: &str) -> io::Result<std::time::SystemTime> {
+        Ok(self.inner.lock().file(name)?.modified.unwrap_or(std::time::UNIX_EPOCH))
     }
 }
 

@@ -41,11 +41,19 @@ pub(crate) struct Segment {
     pub first_lsn: Lsn,
     pub len: u64,
     pub records: u64,
-    /// Closed segments, oldest first: (first LSN, name).
-    pub closed: Vec<(Lsn, String)>,
+    /// Closed segments, oldest first.
+    pub closed: Vec<ClosedSegment>,
     /// The other half of the double buffer: swapped with `Pending::buf` for each batch, so
     /// steady-state batching allocates nothing.
     pub spare: Vec<u8>,
+}
+
+/// A segment no longer written to, kept until retention lets it go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClosedSegment {
+    pub first_lsn: Lsn,
+    pub name: String,
+    pub bytes: u64,
 }
 
 #[derive(Default)]
@@ -263,7 +271,7 @@ impl Shared {
             self.storage.create(&name).map_err(|source| WalError::Io { op: "create", file: name.clone(), source })?;
         let old_name = std::mem::replace(&mut segment.name, name.clone());
         let old_first = std::mem::replace(&mut segment.first_lsn, first_lsn);
-        segment.closed.push((old_first, old_name));
+        segment.closed.push(ClosedSegment { first_lsn: old_first, name: old_name, bytes: segment.len });
         segment.file = Some(file);
         segment.len = 0;
         segment.records = 0;
