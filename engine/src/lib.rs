@@ -6,7 +6,7 @@
 //! - [`command`]: every state change as a log record ([`command::LogRecord`]).
 //! - `state`: shards, reservations, idempotency results, and `State::execute`, which locks,
 //!   checks, applies and logs one command.
-//! - [`engine`]: the [`Engine`] handle: validation, durable acknowledgements, recovery,
+//! - [`engine`]: the [`Engine`] facade (one file per domain for its methods): validation, durable acknowledgements, recovery,
 //!   snapshots, the expiry sweeper.
 //! - [`wal`]: the write-ahead log: segment files, framing, group commit, recovery scan.
 //! - [`snapshot`]: the snapshot file format.

@@ -5,19 +5,15 @@
 //! what reaches the log is the plain [`Command::Reserve`] it resolves to, so replay never
 //! plans again and a later change of the planner cannot change history.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::command::{Command, Fulfillment, Reserve, ReserveLine, ReserveSourced};
-use crate::engine::{check_hold_terms, merge_lines, Ack, Engine};
+use crate::command::{Fulfillment, Reserve, ReserveLine, ReserveSourced};
 use crate::error::{EngineError, Result, Shortfall};
-use crate::model::{check_channel, finish};
 use crate::sourcing::{self, Destination, Plan, Scratch, Site};
-use crate::state::{Context, Guards, LocId, State};
+use crate::state::{Guards, LocId, State};
 use crate::time::{day_of, Timestamp};
-use crate::view::ReservationView;
 
 /// A basket to source: quote it, or reserve it.
 #[derive(Debug, Clone)]
@@ -47,16 +43,16 @@ pub struct Quote {
 }
 
 /// A plan over the sourced lines, with what is needed to name its parts.
-struct Planned {
-    plan: Plan,
+pub(crate) struct Planned {
+    pub(crate) plan: Plan,
     /// The sourced lines (merged per SKU), in plan line order.
-    skus: Vec<(String, u32)>,
+    pub(crate) skus: Vec<(String, u32)>,
     /// Codes of the locations the plan names (shipments and shortfalls), by site.
-    codes: Vec<(usize, Arc<str>)>,
+    pub(crate) codes: Vec<(usize, Arc<str>)>,
 }
 
 impl Planned {
-    fn code(&self, site: usize) -> &str {
+    pub(crate) fn code(&self, site: usize) -> &str {
         self.codes.iter().find(|(s, _)| *s == site).map_or("?", |(_, code)| code)
     }
 }
@@ -64,7 +60,7 @@ impl Planned {
 impl State {
     /// Plans the lines without a location of `lines` (the located ones are taken as given and
     /// their units are not offered to the planner), reading cells under `guards`.
-    fn plan_basket(
+    pub(crate) fn plan_basket(
         &self,
         at: Timestamp,
         channel: &str,
@@ -168,7 +164,7 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-fn shortfalls(planned: &Planned) -> Vec<Shortfall> {
+pub(crate) fn shortfalls(planned: &Planned) -> Vec<Shortfall> {
     planned
         .plan
         .shortfalls
@@ -180,73 +176,4 @@ fn shortfalls(planned: &Planned) -> Vec<Shortfall> {
             available: u64::from(short.available),
         })
         .collect()
-}
-
-impl Engine {
-    /// What sourcing `request` would do now; changes nothing and logs nothing.
-    pub fn quote(&self, request: &SourcingRequest) -> Result<Quote> {
-        let mut errors = Vec::new();
-        check_channel("channel", &request.channel, &mut errors);
-        let lines = merge_lines(request.lines.clone(), true, &mut errors);
-        finish(errors).map_err(EngineError::Invalid)?;
-        let state = &self.inner.state;
-        let shards = lines.iter().map(|line| state.shard_of(&line.sku)).collect();
-        let guards = state.lock(shards);
-        let planned = state.plan_basket(
-            self.now(),
-            &request.channel,
-            &lines,
-            &request.fulfillment,
-            request.allow_split,
-            &guards,
-        )?;
-        drop(guards);
-        let shipments = planned
-            .plan
-            .shipments
-            .iter()
-            .map(|shipment| QuoteShipment {
-                location: planned.code(shipment.site).to_owned(),
-                distance_km: shipment.distance_km,
-                lines: planned
-                    .plan
-                    .allocations_of(shipment)
-                    .iter()
-                    .map(|a| (planned.skus[a.line].0.clone(), a.qty))
-                    .collect(),
-            })
-            .collect();
-        Ok(Quote { fulfillable: planned.plan.fulfillable, shortfalls: shortfalls(&planned), shipments })
-    }
-
-    /// Reserves a basket whose lines without a location are sourced (SPEC §3), all in one
-    /// atomic command; located lines are held where they say.
-    pub fn reserve_sourced(
-        &self,
-        ctx: Context<'_>,
-        request: SourcingRequest,
-        customer: Option<String>,
-        ttl_seconds: Option<u32>,
-    ) -> Result<Ack<ReservationView>> {
-        let mut errors = Vec::new();
-        let ttl = check_hold_terms(&request.channel, customer.as_deref(), ttl_seconds, &mut errors);
-        let lines = merge_lines(request.lines, true, &mut errors);
-        finish(errors).map_err(EngineError::Invalid)?;
-        let at = self.now();
-        let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
-        let command = Command::ReserveSourced(ReserveSourced {
-            id,
-            channel: request.channel,
-            customer,
-            expires_at: at + i64::from(ttl) * 1000,
-            lines,
-            fulfillment: request.fulfillment,
-            allow_split: request.allow_split,
-        });
-        let ack = self.submit(ctx, at, command)?;
-        match ack.value {
-            crate::view::Outcome::Reservation(view) => Ok(Ack { value: view, lsn: ack.lsn }),
-            other => Err(EngineError::Internal(format!("expected a reservation, got {other:?}"))),
-        }
-    }
 }

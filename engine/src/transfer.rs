@@ -41,11 +41,10 @@ use rustc_hash::FxHashMap;
 
 use crate::cell::{Cell, Lot};
 use crate::command::{Command, LogRecord};
-use crate::engine::{Ack, Engine};
 use crate::error::{Conflict, EngineError, Entity, FieldError, Result, Shortfall};
 use crate::limits::*;
-use crate::model::{check_code, check_text, finish};
-use crate::state::{Context, Guards, LocId, State};
+use crate::model::{check_code, check_text};
+use crate::state::{Guards, LocId, State};
 use crate::time::{day_of, Day, Timestamp};
 use crate::view::Outcome;
 
@@ -413,7 +412,7 @@ impl TransferBook {
 
     /// Units asked for but not in transit, per (SKU, destination): held transfers and open
     /// requests.
-    fn on_order(&self) -> FxHashMap<(Arc<str>, LocId), i64> {
+    pub(crate) fn on_order(&self) -> FxHashMap<(Arc<str>, LocId), i64> {
         let mut on_order: FxHashMap<(Arc<str>, LocId), i64> = FxHashMap::default();
         for transfer in self.transfers.values().filter(|t| t.status == TransferStatus::Held) {
             for line in &transfer.lines {
@@ -485,18 +484,18 @@ fn lot_portions(lots: &[Lot], already: u32, qty: u32) -> Vec<(Option<&Lot>, i64)
 
 /// A location that could send units, ranked by [`better_source`].
 #[derive(Debug, Clone, Copy)]
-struct Candidate<'a> {
-    id: LocId,
-    code: &'a str,
+pub(crate) struct Candidate<'a> {
+    pub(crate) id: LocId,
+    pub(crate) code: &'a str,
     /// It has every unit asked for, on every line.
-    fills: bool,
-    available: i64,
-    distance_km: f64,
+    pub(crate) fills: bool,
+    pub(crate) available: i64,
+    pub(crate) distance_km: f64,
 }
 
 /// The source order: one that fills everything, then the most available, then the nearest,
 /// then the smaller code.
-fn better_source(a: &Candidate<'_>, b: &Candidate<'_>) -> CmpOrdering {
+pub(crate) fn better_source(a: &Candidate<'_>, b: &Candidate<'_>) -> CmpOrdering {
     b.fills
         .cmp(&a.fills)
         .then(b.available.cmp(&a.available))
@@ -969,7 +968,7 @@ pub struct ReplenishmentRequest {
 }
 
 /// Validates lines and merges those for the same SKU, keeping first-seen order.
-fn merge_transfer_lines(lines: Vec<TransferLine>, errors: &mut Vec<FieldError>) -> Vec<TransferLine> {
+pub(crate) fn merge_transfer_lines(lines: Vec<TransferLine>, errors: &mut Vec<FieldError>) -> Vec<TransferLine> {
     if lines.is_empty() || lines.len() > LINES_PER_REQUEST_MAX {
         errors.push(FieldError::new("lines", format!("must hold 1 to {LINES_PER_REQUEST_MAX} lines")));
         return lines;
@@ -993,251 +992,8 @@ fn merge_transfer_lines(lines: Vec<TransferLine>, errors: &mut Vec<FieldError>) 
     merged
 }
 
-fn check_note(field: &str, note: &Option<String>, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_note(field: &str, note: &Option<String>, errors: &mut Vec<FieldError>) {
     if let Some(note) = note {
         check_text(field, note, NOTE_LEN_MAX, errors);
-    }
-}
-
-fn into_transfer(ack: Ack<Outcome>) -> Result<Ack<TransferView>> {
-    match ack.value {
-        Outcome::Transfer(view) => Ok(Ack { value: *view, lsn: ack.lsn }),
-        other => Err(EngineError::Internal(format!("expected a transfer, got {other:?}"))),
-    }
-}
-
-fn into_replenishment(ack: Ack<Outcome>) -> Result<Ack<ReplenishmentView>> {
-    match ack.value {
-        Outcome::Replenishment(view) => Ok(Ack { value: *view, lsn: ack.lsn }),
-        other => Err(EngineError::Internal(format!("expected a replenishment, got {other:?}"))),
-    }
-}
-
-impl Engine {
-    /// Creates a transfer, holding every line at `from` or none (409 `InsufficientStock`).
-    pub fn create_transfer(&self, ctx: Context<'_>, request: TransferRequest) -> Result<Ack<TransferView>> {
-        let TransferRequest { from, to, lines, note } = request;
-        let mut errors = Vec::new();
-        check_code("from", &from, &mut errors);
-        check_code("to", &to, &mut errors);
-        if from == to {
-            errors.push(FieldError::new("to", "must differ from from"));
-        }
-        let lines = merge_transfer_lines(lines, &mut errors);
-        check_note("note", &note, &mut errors);
-        finish(errors).map_err(EngineError::Invalid)?;
-        let id = self.inner.state.next_transfer_id.fetch_add(1, Ordering::Relaxed);
-        let command = Command::CreateTransfer(CreateTransfer { id, from, to, lines, note });
-        into_transfer(self.submit(ctx, self.now(), command)?)
-    }
-
-    /// A held transfer leaves its source: `from.on_hand` drops, `to.incoming` rises.
-    pub fn ship_transfer(&self, ctx: Context<'_>, id: u64) -> Result<Ack<TransferView>> {
-        into_transfer(self.submit(ctx, self.now(), Command::ShipTransfer { id })?)
-    }
-
-    /// Receives some units of a shipped transfer (`None`: everything outstanding).
-    pub fn receive_transfer(
-        &self,
-        ctx: Context<'_>,
-        id: u64,
-        lines: Option<Vec<TransferLine>>,
-    ) -> Result<Ack<TransferView>> {
-        let lines = match lines {
-            None => Vec::new(),
-            Some(lines) => {
-                let mut errors = Vec::new();
-                let lines = merge_transfer_lines(lines, &mut errors);
-                finish(errors).map_err(EngineError::Invalid)?;
-                lines
-            }
-        };
-        into_transfer(self.submit(ctx, self.now(), Command::ReceiveTransfer { id, lines })?)
-    }
-
-    /// Cancels a held transfer, releasing its hold; repeating it is harmless. A shipped one
-    /// cannot be cancelled (409).
-    pub fn cancel_transfer(&self, ctx: Context<'_>, id: u64) -> Result<Ack<TransferView>> {
-        let cancelled = || self.transfer(id).filter(|view| view.status == TransferStatus::Cancelled);
-        // The earlier cancel may not be durable yet: answer once everything logged so far is.
-        let repeat = |view| Ack { value: view, lsn: Some(self.inner.wal.last_lsn()).filter(|lsn| *lsn > 0) };
-        if let Some(view) = cancelled() {
-            return Ok(repeat(view));
-        }
-        match self.submit(ctx, self.now(), Command::CancelTransfer { id }) {
-            Err(EngineError::Conflict(e)) => cancelled().map(repeat).ok_or(EngineError::Conflict(e)),
-            other => into_transfer(other?),
-        }
-    }
-
-    pub fn transfer(&self, id: u64) -> Option<TransferView> {
-        self.inner.state.transfers.lock().transfers.get(&id).map(Transfer::view)
-    }
-
-    /// A location asks for stock; nothing is held.
-    pub fn request_replenishment(
-        &self,
-        ctx: Context<'_>,
-        request: ReplenishmentRequest,
-    ) -> Result<Ack<ReplenishmentView>> {
-        let ReplenishmentRequest { location, from, lines, note } = request;
-        let mut errors = Vec::new();
-        check_code("location", &location, &mut errors);
-        if let Some(from) = &from {
-            check_code("from", from, &mut errors);
-            if *from == location {
-                errors.push(FieldError::new("from", "must differ from location"));
-            }
-        }
-        let lines = merge_transfer_lines(lines, &mut errors);
-        check_note("note", &note, &mut errors);
-        finish(errors).map_err(EngineError::Invalid)?;
-        let id = self.inner.state.next_replenishment_id.fetch_add(1, Ordering::Relaxed);
-        let command = Command::RequestReplenishment(RequestReplenishment { id, location, from, lines, note });
-        into_replenishment(self.submit(ctx, self.now(), command)?)
-    }
-
-    /// Approves a request: its transfer is created (source: `from`, else the request's, else
-    /// the best source) in the same command, or nothing changes (409 when stock is short).
-    pub fn approve_replenishment(
-        &self,
-        ctx: Context<'_>,
-        id: u64,
-        from: Option<String>,
-    ) -> Result<Ack<ReplenishmentView>> {
-        if let Some(from) = &from {
-            let mut errors = Vec::new();
-            check_code("from", from, &mut errors);
-            finish(errors).map_err(EngineError::Invalid)?;
-        }
-        let transfer_id = self.inner.state.next_transfer_id.fetch_add(1, Ordering::Relaxed);
-        into_replenishment(self.submit(ctx, self.now(), Command::ApproveReplenishment { id, transfer_id, from })?)
-    }
-
-    /// Rejects a request; repeating it is harmless.
-    pub fn reject_replenishment(
-        &self,
-        ctx: Context<'_>,
-        id: u64,
-        reason: Option<String>,
-    ) -> Result<Ack<ReplenishmentView>> {
-        let mut errors = Vec::new();
-        check_note("reason", &reason, &mut errors);
-        finish(errors).map_err(EngineError::Invalid)?;
-        let rejected = || self.replenishment(id).filter(|view| view.status == ReplenishmentStatus::Rejected);
-        let repeat = |view| Ack { value: view, lsn: Some(self.inner.wal.last_lsn()).filter(|lsn| *lsn > 0) };
-        if let Some(view) = rejected() {
-            return Ok(repeat(view));
-        }
-        match self.submit(ctx, self.now(), Command::RejectReplenishment { id, reason }) {
-            Err(EngineError::Conflict(e)) => rejected().map(repeat).ok_or(EngineError::Conflict(e)),
-            other => into_replenishment(other?),
-        }
-    }
-
-    pub fn replenishment(&self, id: u64) -> Option<ReplenishmentView> {
-        self.inner.state.transfers.lock().replenishments.get(&id).map(Replenishment::view)
-    }
-
-    /// Cells below their reorder point (at `location`, or everywhere), in (location, SKU) order
-    /// after `after`, at most `limit`; see [`Suggestion`]. A cell is listed when `available <
-    /// reorder_point` and `available + incoming + on_order < reorder_point`; it is suggested
-    /// `max(reorder_qty, reorder_point - available - incoming - on_order)` units. Inactive SKUs
-    /// are skipped. The source is the best other location ([`State::best_source`]'s order)
-    /// for that quantity. Read shard by shard: a consistent answer per SKU, not a snapshot of
-    /// the network.
-    pub fn replenishment_suggestions(
-        &self,
-        location: Option<&str>,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<SuggestionPage> {
-        let state = &self.inner.state;
-        let today = day_of(self.now());
-        let limit = limit.clamp(1, SUGGESTIONS_PAGE_MAX);
-        let on_order = state.transfers.lock().on_order();
-        let (codes, points) = {
-            let table = state.locations.read();
-            (table.codes.clone(), table.points.clone())
-        };
-        let only = match location {
-            Some(code) => {
-                Some(state.locations.read().id(code).ok_or_else(|| EngineError::not_found(Entity::Location, code))?)
-            }
-            None => None,
-        };
-        // The `limit + 1` smallest keys seen so far: one more tells whether a page follows.
-        let mut found: BTreeMap<(Arc<str>, Arc<str>), Suggestion> = BTreeMap::new();
-        for shard in state.shards.iter() {
-            let shard = shard.lock();
-            for entry in shard.skus.values().filter(|entry| entry.def.active) {
-                for (id, cell) in &entry.cells {
-                    let (Some(code), Some(here)) = (codes.get(*id as usize), points.get(*id as usize)) else {
-                        continue;
-                    };
-                    if only.is_some_and(|only| only != *id) || cell.reorder_point <= 0 {
-                        continue;
-                    }
-                    if after.is_some_and(|(loc, sku)| (&**code, &*entry.code) <= (loc, sku)) {
-                        continue;
-                    }
-                    let available = cell.available(today);
-                    let ordered = on_order.get(&(entry.code.clone(), *id)).copied().unwrap_or(0);
-                    if available >= cell.reorder_point || available + cell.incoming + ordered >= cell.reorder_point {
-                        continue;
-                    }
-                    let key = (code.clone(), entry.code.clone());
-                    if found.len() > limit && found.last_key_value().is_some_and(|(last, _)| *last < key) {
-                        continue;
-                    }
-                    let suggested = cell.reorder_qty.max(cell.reorder_point - available - cell.incoming - ordered);
-                    let source = entry
-                        .cells
-                        .iter()
-                        .filter(|(other, _)| other != id)
-                        .filter_map(|(other, cell)| {
-                            let available = cell.available(today);
-                            (available > 0).then_some(Candidate {
-                                id: *other,
-                                code: codes.get(*other as usize)?,
-                                fills: available >= suggested,
-                                available,
-                                distance_km: here.distance_km(points.get(*other as usize)?),
-                            })
-                        })
-                        .min_by(better_source)
-                        .map(|c| SuggestedSource {
-                            location: c.code.to_owned(),
-                            available: c.available,
-                            distance_km: c.distance_km,
-                        });
-                    found.insert(
-                        key,
-                        Suggestion {
-                            sku: entry.code.to_string(),
-                            location: code.to_string(),
-                            available,
-                            incoming: cell.incoming,
-                            on_order: ordered,
-                            reorder_point: cell.reorder_point,
-                            reorder_qty: cell.reorder_qty,
-                            suggested_qty: suggested,
-                            source,
-                        },
-                    );
-                    if found.len() > limit + 1 {
-                        found.pop_last();
-                    }
-                }
-            }
-        }
-        let mut items: Vec<Suggestion> = found.into_values().collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| (last.location.clone(), last.sku.clone()))
-        } else {
-            None
-        };
-        Ok(SuggestionPage { items, next })
     }
 }

@@ -3,13 +3,6 @@
 //! A report, not a hot path: it walks every shard once, holding one shard's lock at a time,
 //! so each SKU's figures are consistent and writers wait at most one shard's walk.
 
-use rustc_hash::FxHashMap;
-
-use crate::cell::COST_SCALE;
-use crate::engine::Engine;
-use crate::error::{EngineError, Entity, Result};
-use crate::state::LocId;
-
 /// Stock value at one location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocationValue {
@@ -28,49 +21,4 @@ pub struct Valuation {
     pub locations: Vec<LocationValue>,
     pub on_hand: i64,
     pub value: i128,
-}
-
-impl Engine {
-    /// Values the stock on hand at every location, or at `location` only.
-    pub fn valuation(&self, location: Option<&str>) -> Result<Valuation> {
-        let state = &self.inner.state;
-        let only: Option<LocId> = match location {
-            Some(code) => {
-                Some(state.locations.read().id(code).ok_or_else(|| EngineError::not_found(Entity::Location, code))?)
-            }
-            None => None,
-        };
-        // (skus, units, value in millionths of a minor unit)
-        let mut sums: FxHashMap<LocId, (u64, i64, i128)> = FxHashMap::default();
-        for shard in state.shards.iter() {
-            let shard = shard.lock();
-            for entry in shard.skus.values() {
-                for (id, cell) in &entry.cells {
-                    if cell.on_hand <= 0 || only.is_some_and(|only| only != *id) {
-                        continue;
-                    }
-                    let sum = sums.entry(*id).or_default();
-                    sum.0 += 1;
-                    sum.1 += cell.on_hand;
-                    sum.2 += i128::from(cell.on_hand) * i128::from(cell.avg_cost_micros);
-                }
-            }
-        }
-        let table = state.locations.read();
-        let mut locations: Vec<LocationValue> = sums
-            .into_iter()
-            .map(|(id, (skus, on_hand, micros))| LocationValue {
-                location: table.code(id).to_owned(),
-                skus,
-                on_hand,
-                value: (micros + COST_SCALE as i128 / 2) / COST_SCALE as i128,
-            })
-            .collect();
-        locations.sort_unstable_by(|a, b| a.location.cmp(&b.location));
-        Ok(Valuation {
-            on_hand: locations.iter().map(|l| l.on_hand).sum(),
-            value: locations.iter().map(|l| l.value).sum(),
-            locations,
-        })
-    }
 }

@@ -3,6 +3,12 @@
 //! waits on (blocking with [`Engine::wait`], or as a future with [`Engine::durable`]) before it
 //! tells anyone the write happened. It also owns recovery, snapshots and the expiry sweeper.
 
+mod availability;
+mod flash;
+mod sourced;
+mod transfer;
+mod valuation;
+
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::path::Path;
