@@ -36,7 +36,6 @@ use rkyv::{Archive, Deserialize, Serialize};
 use crate::command::{AdjustChange, Command, LogRecord};
 use crate::docstore::DocumentStore;
 use crate::flash::PoolReturn;
-use crate::state::HoldChange;
 use crate::time::Timestamp;
 use crate::view::Outcome;
 use crate::wal::{DurableWatch, Lsn};
@@ -447,11 +446,12 @@ pub(crate) fn movements_of(lsn: Lsn, record: &LogRecord, outcome: &Outcome, hint
             .iter()
             .map(|line| {
                 let qty = i64::from(line.qty);
-                let (on_hand, reserved, committed) = match (HoldChange::of(&record.command), hint) {
-                    (Some((_, _, change)), AuditHint::Claim(back)) => change.for_claim(*back).deltas(qty),
-                    (Some((_, _, change)), _) => change.deltas(qty),
-                    (None, _) => (0, qty, 0),
-                };
+                let (on_hand, reserved, committed) =
+                    match (record.command.transition().map(|(_, transition)| transition.rule()), hint) {
+                        (Some((_, _, change)), AuditHint::Claim(back)) => change.for_claim(*back).deltas(qty),
+                        (Some((_, _, change)), _) => change.deltas(qty),
+                        (None, _) => (0, qty, 0),
+                    };
                 Movement {
                     reservation: Some(view.id),
                     reason: view.order_ref.clone().filter(|_| matches!(record.command, Command::Commit { .. })),

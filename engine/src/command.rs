@@ -13,7 +13,8 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::flash::FlashSaleDef;
 use crate::model::{LocationDef, SkuDef};
-use crate::time::{Day, Timestamp};
+pub use crate::stock::commands::*;
+use crate::time::Timestamp;
 use crate::transfer::{CreateTransfer, RequestReplenishment, TransferLine};
 
 /// The header of every log record.
@@ -112,6 +113,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// The reservation and status change of a hold transition (commit, fulfil, release,
+    /// cancel, expire).
+    pub fn transition(&self) -> Option<(u64, crate::stock::Transition)> {
+        use crate::stock::Transition;
+        Some(match self {
+            Command::Commit { id, .. } => (*id, Transition::Commit),
+            Command::Fulfill { id } => (*id, Transition::Fulfill),
+            Command::Release { id } => (*id, Transition::Release),
+            Command::Cancel { id } => (*id, Transition::Cancel),
+            Command::Expire { id } => (*id, Transition::Expire),
+            _ => return None,
+        })
+    }
+
     /// Short name for the audit trail and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -141,121 +156,6 @@ impl Command {
             Command::Prune => "prune",
         }
     }
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct LotRef {
-    pub code: String,
-    pub expires_on: Day,
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Receive {
-    pub sku: String,
-    pub location: String,
-    pub qty: u32,
-    pub unit_cost: Option<u64>,
-    pub lot: Option<LotRef>,
-    pub reason: Option<String>,
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdjustReason {
-    Count,
-    Damage,
-    Loss,
-    Found,
-    Other,
-}
-
-impl AdjustReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdjustReason::Count => "count",
-            AdjustReason::Damage => "damage",
-            AdjustReason::Loss => "loss",
-            AdjustReason::Found => "found",
-            AdjustReason::Other => "other",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "count" => AdjustReason::Count,
-            "damage" => AdjustReason::Damage,
-            "loss" => AdjustReason::Loss,
-            "found" => AdjustReason::Found,
-            "other" => AdjustReason::Other,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdjustChange {
-    /// Units found (+) or lost (-).
-    Delta(i64),
-    /// A physical count: on hand becomes this.
-    Counted(i64),
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Adjust {
-    pub sku: String,
-    pub location: String,
-    pub change: AdjustChange,
-    pub reason: AdjustReason,
-    /// The lot the change applies to, when known.
-    pub lot: Option<LotRef>,
-    pub note: Option<String>,
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-pub struct CellPolicy {
-    pub sku: String,
-    pub location: String,
-    pub safety_stock: Option<i64>,
-    pub reorder_point: Option<i64>,
-    pub reorder_qty: Option<i64>,
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct ReserveLine {
-    pub sku: String,
-    pub location: String,
-    pub qty: u32,
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Reserve {
-    pub id: u64,
-    pub channel: String,
-    pub customer: Option<String>,
-    pub expires_at: Timestamp,
-    /// Merged: at most one line per (sku, location).
-    pub lines: Vec<ReserveLine>,
-}
-
-/// Where a sourced basket goes.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub enum Fulfillment {
-    /// Shipped to the customer at these coordinates (degrees).
-    Ship { lat: f64, lon: f64 },
-    /// Collected at this location (stock elsewhere is shipped to it).
-    Pickup { location: String },
-}
-
-/// A reservation whose lines without a location (`location` empty) are sourced (SPEC §3).
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct ReserveSourced {
-    pub id: u64,
-    pub channel: String,
-    pub customer: Option<String>,
-    pub expires_at: Timestamp,
-    /// Merged per (sku, location); lines to source have an empty location.
-    pub lines: Vec<ReserveLine>,
-    pub fulfillment: Fulfillment,
-    pub allow_split: bool,
 }
 
 /// A flash-sale claim. Which cell(s) of the pool it takes from follows from the pool's state,

@@ -33,6 +33,7 @@ use crate::command::{Claim, LogRecord};
 use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
 use crate::limits::*;
 use crate::state::{ChannelName, Guards, HeldLine, LocId, Reservation, ReservationCore, SkuEntry, State};
+pub(crate) use crate::stock::PoolReturn;
 use crate::time::{day_of, Timestamp};
 use crate::view::{Outcome, ReservationStatus};
 
@@ -232,19 +233,6 @@ fn not_active(code: &str, now: Timestamp, starts_at: Timestamp) -> EngineError {
     Conflict::SaleNotActive { sale: code.to_owned(), status }.into()
 }
 
-/// How a claim's status change moves units, given whether its sale's pool is still open.
-///
-/// While the pool is open a released or expired claim's units go back to the pool (they stay
-/// `reserved` in the cell) and a cancelled sale's units go back into the pool too; once the
-/// sale has ended they go back to the cell like any reservation's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PoolReturn {
-    /// Units return to the pool: `remaining` rises, the cell keeps them reserved.
-    ToPool,
-    /// Units return to the cell (the sale has ended); still counted in `remaining`.
-    ToCell,
-}
-
 impl State {
     /// Resolves a sale by code under a short read of the sales table.
     pub(crate) fn sale(&self, code: &str) -> Result<Arc<Sale>> {
@@ -264,14 +252,15 @@ impl State {
         let today = day_of(record.at);
         let location = match &def.location {
             Some(code) => Some(
-                self.locations
+                self.catalog
+                    .locations
                     .read()
                     .id(code)
                     .ok_or_else(|| EngineError::not_found(Entity::Location, code.as_str()))?,
             ),
             None => None,
         };
-        let entry = self.sku_mut(guards, &def.sku)?;
+        let entry = self.stock.sku_mut(guards, &def.sku)?;
         let Some((sale, state)) = existing else {
             // The caller holds the sales table for writing: it passes the count in.
             if sales_count >= FLASH_SALES_MAX {
@@ -288,7 +277,7 @@ impl State {
                 expiries: BinaryHeap::new(),
             };
             let sale = Arc::new(Sale::new(state));
-            let view = sale.view(&sale.state.lock(), record.at, &self.locations.read().codes);
+            let view = sale.view(&sale.state.lock(), record.at, &self.catalog.locations.read().codes);
             return Ok((Outcome::FlashSale { created: true, view }, Some(sale)));
         };
         if state.def.sku != def.sku || state.def.location != def.location {
@@ -343,7 +332,7 @@ impl State {
         }
         state.def = def.clone();
         sale.publish(state);
-        let view = sale.view(state, record.at, &self.locations.read().codes);
+        let view = sale.view(state, record.at, &self.catalog.locations.read().codes);
         Ok((Outcome::FlashSale { created: false, view }, None))
     }
 
@@ -356,7 +345,7 @@ impl State {
         state: &mut SaleState,
     ) -> Result<Outcome> {
         let at = record.at;
-        if self.reservations.contains_key(&claim.id) {
+        if self.stock.reservations.contains_key(&claim.id) {
             return Err(EngineError::Internal(format!("reservation id {} reused", claim.id)));
         }
         if state.ended || at < state.def.starts_at || at >= state.def.ends_at {
@@ -372,7 +361,7 @@ impl State {
             return Err(Conflict::PerCustomerLimit { sale: claim.sale.clone(), limit, already: before }.into());
         }
         let channel = ChannelName::from(&claim.channel).map_err(|_| EngineError::invalid("channel", "too long"))?;
-        let locations = self.locations.read();
+        let locations = self.catalog.locations.read();
         let mut lines: SmallVec<[HeldLine; 1]> = SmallVec::new();
         let mut need = claim.qty;
         for share in state.pool.iter_mut() {
@@ -405,17 +394,17 @@ impl State {
                 customer: Some(claim.customer.as_str().into()),
                 lines: lines.into_vec().into_boxed_slice(),
                 created_at: at,
-                sale: Some(sale.clone()),
+                sale: Some(sale.code.clone()),
             }),
             expires_at,
             status: ReservationStatus::Active,
             order_ref: None,
             finished_at: None,
         };
-        let view = self.view(&reservation);
-        self.reservations.insert(claim.id, reservation);
-        self.next_reservation_id.fetch_max(claim.id + 1, Ordering::Relaxed);
-        self.active_reservations.fetch_add(1, Ordering::Relaxed);
+        let view = self.stock.view(&reservation);
+        self.stock.reservations.insert(claim.id, reservation);
+        self.stock.next_reservation_id.fetch_max(claim.id + 1, Ordering::Relaxed);
+        self.stock.active_reservations.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Reservation(view))
     }
 
@@ -433,7 +422,7 @@ impl State {
         if record.at < state.def.ends_at {
             return Err(Conflict::Other(format!("flash sale {} is not due to end", state.def.code)).into());
         }
-        let entry = self.sku_mut(guards, &state.def.sku)?;
+        let entry = self.stock.sku_mut(guards, &state.def.sku)?;
         for share in &state.pool {
             let cell =
                 entry.cell_mut(share.location).ok_or_else(|| EngineError::Internal("a pool's cell vanished".into()))?;
@@ -441,7 +430,7 @@ impl State {
         }
         state.ended = true;
         sale.publish(state);
-        let view = sale.view(state, record.at, &self.locations.read().codes);
+        let view = sale.view(state, record.at, &self.catalog.locations.read().codes);
         Ok(Outcome::FlashSale { created: false, view })
     }
 
@@ -483,7 +472,7 @@ impl State {
 
     /// Each pooled cell's code and remaining units, for the audit of a pool change.
     pub(crate) fn pool_codes(&self, state: &SaleState) -> Vec<(String, u32)> {
-        let locations = self.locations.read();
+        let locations = self.catalog.locations.read();
         state
             .pool
             .iter()
@@ -526,7 +515,7 @@ fn carve(
     pool: &[PoolCell],
     state: &State,
 ) -> Result<SmallVec<[PoolCell; 1]>> {
-    let table = state.locations.read();
+    let table = state.catalog.locations.read();
     let mut candidates: SmallVec<[(LocId, i64); 8]> = match location {
         Some(id) => smallvec::smallvec![(id, entry.cell(id).map_or(0, |cell| cell.available(today)))],
         None => entry
@@ -573,11 +562,11 @@ pub(crate) fn check_sales<S: std::ops::Deref<Target = SaleState>>(
     state: &State,
 ) -> std::result::Result<(), String> {
     let mut claims: FxHashMap<&str, (u64, u64)> = FxHashMap::default();
-    let reservations: Vec<_> = state.reservations.iter().filter(|r| r.core.sale.is_some()).collect();
+    let reservations: Vec<_> = state.stock.reservations.iter().filter(|r| r.core.sale.is_some()).collect();
     for r in &reservations {
         let Some(sale) = &r.core.sale else { continue };
         let qty: u64 = r.core.lines.iter().map(|line| u64::from(line.qty)).sum();
-        let slot = claims.entry(&sale.code).or_default();
+        let slot = claims.entry(sale).or_default();
         match r.status {
             ReservationStatus::Active => slot.0 += qty,
             ReservationStatus::Committed => slot.1 += qty,

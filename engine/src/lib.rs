@@ -45,7 +45,7 @@
 //! # let _ = hold;
 //! ```
 pub mod audit;
-pub mod availability;
+mod catalog;
 pub mod cell;
 pub mod command;
 pub mod docstore;
@@ -55,12 +55,11 @@ pub mod flash;
 pub mod limits;
 pub mod model;
 pub mod snapshot;
-pub mod sourced;
 pub mod sourcing;
 mod state;
+pub mod stock;
 pub mod time;
 pub mod transfer;
-pub mod valuation;
 pub mod view;
 pub mod wal;
 
@@ -69,3 +68,4 @@ pub use engine::{
 };
 pub use error::{EngineError, Result};
 pub use state::Context;
+pub use stock::{availability, sourced, valuation};

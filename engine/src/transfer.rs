@@ -577,7 +577,7 @@ impl State {
 
     /// Resolves a location code to its id and shared code.
     fn transfer_location(&self, code: &str) -> Result<(LocId, Arc<str>)> {
-        let table = self.locations.read();
+        let table = self.catalog.locations.read();
         let id = table.id(code).ok_or_else(|| EngineError::not_found(Entity::Location, code))?;
         Ok((id, table.codes[id as usize].clone()))
     }
@@ -606,7 +606,7 @@ impl State {
         let today = day_of(at);
         let mut shortfalls = Vec::new();
         for line in &create.lines {
-            let entry = self.sku_mut(guards, &line.sku)?;
+            let entry = self.stock.sku_mut(guards, &line.sku)?;
             let available = entry.cell(from).map_or(0, |cell| cell.available(today));
             shortfalls.extend(Shortfall::of(&line.sku, Some(&create.from), line.qty, available));
         }
@@ -615,7 +615,7 @@ impl State {
         }
         let mut lines = Vec::with_capacity(create.lines.len());
         for line in &create.lines {
-            let entry = self.sku_mut(guards, &line.sku)?;
+            let entry = self.stock.sku_mut(guards, &line.sku)?;
             let sku = entry.code.clone();
             let cell = entry.cell_mut(from).ok_or_else(|| EngineError::Internal("checked cell vanished".into()))?;
             cell.reserved += i64::from(line.qty);
@@ -670,7 +670,7 @@ impl State {
         // Units leave the shelf: a count may have found fewer than the transfer holds.
         let mut shortfalls = Vec::new();
         for line in &transfer.lines {
-            let on_hand = self.sku_mut(guards, &line.sku)?.cell(from).map_or(0, |cell| cell.on_hand);
+            let on_hand = self.stock.sku_mut(guards, &line.sku)?.cell(from).map_or(0, |cell| cell.on_hand);
             shortfalls.extend(Shortfall::of(&line.sku, Some(&transfer.from_code), line.qty, on_hand));
         }
         if !shortfalls.is_empty() {
@@ -678,7 +678,7 @@ impl State {
         }
         for line in transfer.lines.iter_mut() {
             let qty = i64::from(line.qty);
-            let entry = self.sku_mut(guards, &line.sku)?;
+            let entry = self.stock.sku_mut(guards, &line.sku)?;
             let source = entry
                 .cell_mut(from)
                 .ok_or_else(|| EngineError::Internal(format!("transfer {id} holds a missing cell")))?;
@@ -737,7 +737,7 @@ impl State {
         let to = transfer.to;
         for &(index, qty) in &receipt {
             let line = &mut transfer.lines[index];
-            let entry = self.sku_mut(guards, &line.sku)?;
+            let entry = self.stock.sku_mut(guards, &line.sku)?;
             let cell = entry.cell_or_insert(to);
             cell.incoming -= i64::from(qty);
             for (lot, units) in lot_portions(&line.lots, line.received, qty) {
@@ -781,6 +781,7 @@ impl State {
         }
         for line in &transfer.lines {
             let cell = self
+                .stock
                 .sku_mut(guards, &line.sku)?
                 .cell_mut(transfer.from)
                 .ok_or_else(|| EngineError::Internal(format!("transfer {id} holds a missing cell")))?;
@@ -818,7 +819,7 @@ impl State {
         }
         let mut lines = Vec::with_capacity(request.lines.len());
         for line in &request.lines {
-            lines.push((self.sku_mut(guards, &line.sku)?.code.clone(), line.qty));
+            lines.push((self.stock.sku_mut(guards, &line.sku)?.code.clone(), line.qty));
         }
         let replenishment = Replenishment {
             id: request.id,
@@ -914,7 +915,7 @@ impl State {
         // (available over the lines, lines it fills) per location.
         let mut totals: BTreeMap<LocId, (i64, usize)> = BTreeMap::new();
         for line in lines {
-            let entry = self.sku_ref(guards, &line.sku)?;
+            let entry = self.stock.sku_ref(guards, &line.sku)?;
             for (location, cell) in &entry.cells {
                 let available = cell.available(today);
                 if *location == destination || available <= 0 {
@@ -925,7 +926,7 @@ impl State {
                 total.1 += usize::from(available >= i64::from(line.qty));
             }
         }
-        let table = self.locations.read();
+        let table = self.catalog.locations.read();
         let Some(here) = table.points.get(destination as usize) else { return Ok(None) };
         let best = totals
             .into_iter()

@@ -1,13 +1,13 @@
 //! The [`Engine`] methods of `crate::availability`: request validation and the commands or queries they run.
 //! They live in the facade so that the domain module never imports the engine.
 
-use crate::availability::*;
 use crate::engine::Engine;
 use crate::error::{EngineError, Entity, FieldError, Result};
 use crate::limits::{AVAILABILITY_NEARBY_MAX, AVAILABILITY_SKUS_MAX};
 use crate::model::{check_channel, check_code, finish};
 use crate::sourcing::GeoPoint;
 use crate::state::LocId;
+use crate::stock::availability::*;
 use crate::time::day_of;
 
 impl Engine {
@@ -39,16 +39,21 @@ impl Engine {
         let state = &self.inner.state;
         let today = day_of(self.now());
         let here_id: Option<LocId> = match &query.location {
-            Some(code) => {
-                Some(state.locations.read().id(code).ok_or_else(|| EngineError::not_found(Entity::Location, code))?)
-            }
+            Some(code) => Some(
+                state
+                    .catalog
+                    .locations
+                    .read()
+                    .id(code)
+                    .ok_or_else(|| EngineError::not_found(Entity::Location, code))?,
+            ),
             None => None,
         };
         let mut answers = Vec::with_capacity(query.skus.len());
         for sku in &query.skus {
-            let shard = state.shards[state.shard_of(sku)].lock();
+            let shard = state.stock.shards[state.stock.shard_of(sku)].lock();
             let entry = shard.skus.get(sku.as_str()).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))?;
-            let table = state.locations.read();
+            let table = state.catalog.locations.read();
             let origin: Option<GeoPoint> = match (query.near, here_id) {
                 (Some((lat, lon)), _) => Some(GeoPoint::new(lat, lon)),
                 (None, Some(id)) => table.points.get(id as usize).copied(),

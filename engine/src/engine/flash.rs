@@ -73,7 +73,7 @@ impl Engine {
                 return Err(refusal);
             }
         }
-        let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.state.stock.next_reservation_id.fetch_add(1, Ordering::Relaxed);
         let ack = self.submit(ctx, at, Command::Claim(Claim { sale, id, channel, customer, qty }))?;
         match ack.value {
             Outcome::Reservation(view) => Ok(Ack { value: view, lsn: ack.lsn }),
@@ -86,7 +86,7 @@ impl Engine {
         let state = &self.inner.state;
         let sale = state.sale(code)?;
         let sale_state = sale.state.lock();
-        Ok(sale.view(&sale_state, self.now(), &state.locations.read().codes))
+        Ok(sale.view(&sale_state, self.now(), &state.catalog.locations.read().codes))
     }
 
     /// Every flash sale, by code.
@@ -99,7 +99,7 @@ impl Engine {
             .iter()
             .map(|sale| {
                 let sale_state = sale.state.lock();
-                sale.view(&sale_state, now, &state.locations.read().codes)
+                sale.view(&sale_state, now, &state.catalog.locations.read().codes)
             })
             .collect()
     }

@@ -437,7 +437,7 @@ impl Engine {
         let lines = merge_lines(lines, false, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
         let at = self.now();
-        let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.state.stock.next_reservation_id.fetch_add(1, Ordering::Relaxed);
         let command =
             Command::Reserve(Reserve { id, channel, customer, expires_at: at + i64::from(ttl) * 1000, lines });
         into_reservation(self.submit(ctx, at, command)?)
@@ -474,6 +474,7 @@ impl Engine {
             let status = self
                 .inner
                 .state
+                .stock
                 .reservations
                 .get(&id)
                 .map(|r| r.status)
@@ -501,13 +502,13 @@ impl Engine {
         let state = &self.inner.state;
         let now = self.now();
         let mut expired = 0;
-        for shard in 0..state.shards.len() {
-            let due = pop_due(&mut state.shards[shard].lock().expiries, now, EXPIRIES_PER_SWEEP_STEP_MAX);
+        for shard in 0..state.stock.shards.len() {
+            let due = pop_due(&mut state.stock.shards[shard].lock().expiries, now, EXPIRIES_PER_SWEEP_STEP_MAX);
             let (done, failed) = self.expire_each(&due, now);
             expired += done;
             if let Some((rest, e)) = failed {
                 // Put back what was not expired so a later sweep retries it.
-                state.shards[shard].lock().expiries.extend(due[rest..].iter().map(|&entry| Reverse(entry)));
+                state.stock.shards[shard].lock().expiries.extend(due[rest..].iter().map(|&entry| Reverse(entry)));
                 return Err(e);
             }
         }
@@ -540,6 +541,7 @@ impl Engine {
         let mut expired = 0;
         for (i, &(_, id)) in due.iter().enumerate() {
             let live = state
+                .stock
                 .reservations
                 .get(&id)
                 .is_some_and(|r| r.status == ReservationStatus::Active && r.expires_at <= now);
@@ -580,29 +582,29 @@ impl Engine {
     }
 
     pub fn reservation(&self, id: u64) -> Option<ReservationView> {
-        let reservation = self.inner.state.reservations.get(&id)?.clone();
-        Some(self.inner.state.view(&reservation))
+        let reservation = self.inner.state.stock.reservations.get(&id)?.clone();
+        Some(self.inner.state.stock.view(&reservation))
     }
 
     pub fn location(&self, code: &str) -> Option<LocationDef> {
-        let table = self.inner.state.locations.read();
+        let table = self.inner.state.catalog.locations.read();
         table.id(code).map(|id| table.defs[id as usize].clone())
     }
 
     pub fn locations(&self) -> Vec<LocationDef> {
-        self.inner.state.locations.read().defs.clone()
+        self.inner.state.catalog.locations.read().defs.clone()
     }
 
     pub fn sku(&self, code: &str) -> Option<SkuDef> {
         let state = &self.inner.state;
-        let shard = state.shards[state.shard_of(code)].lock();
+        let shard = state.stock.shards[state.stock.shard_of(code)].lock();
         shard.skus.get(code).map(|entry| SkuDef::clone(&entry.def))
     }
 
     /// SKUs in code order, starting after `after`, with an optional prefix.
     pub fn skus(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<SkuDef> {
         let mut found: Vec<SkuDef> = Vec::new();
-        for shard in self.inner.state.shards.iter() {
+        for shard in self.inner.state.stock.shards.iter() {
             let shard = shard.lock();
             found.extend(
                 shard
@@ -620,10 +622,14 @@ impl Engine {
     /// One cell; a cell that never held stock reads as zeros.
     pub fn cell(&self, sku: &str, location: &str) -> Result<CellView> {
         let state = &self.inner.state;
-        let location_id =
-            state.locations.read().id(location).ok_or_else(|| EngineError::not_found(Entity::Location, location))?;
+        let location_id = state
+            .catalog
+            .locations
+            .read()
+            .id(location)
+            .ok_or_else(|| EngineError::not_found(Entity::Location, location))?;
         let today = day_of(self.now());
-        let shard = state.shards[state.shard_of(sku)].lock();
+        let shard = state.stock.shards[state.stock.shard_of(sku)].lock();
         let entry = shard.skus.get(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))?;
         let empty = crate::cell::Cell::default();
         let cell = entry.cell(location_id).unwrap_or(&empty);
@@ -635,11 +641,11 @@ impl Engine {
         let state = &self.inner.state;
         let today = day_of(self.now());
         let cells: Vec<(LocId, crate::cell::Cell)> = {
-            let shard = state.shards[state.shard_of(sku)].lock();
+            let shard = state.stock.shards[state.stock.shard_of(sku)].lock();
             let entry = shard.skus.get(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))?;
             entry.cells.clone()
         };
-        let table = state.locations.read();
+        let table = state.catalog.locations.read();
         let mut total = StockTotals::default();
         let locations = cells
             .iter()
@@ -656,7 +662,7 @@ impl Engine {
         let inner = &self.inner;
         let retained = inner.wal.retained();
         EngineStats {
-            active_reservations: inner.state.active_reservations.load(Ordering::Relaxed),
+            active_reservations: inner.state.stock.active_reservations.load(Ordering::Relaxed),
             last_lsn: inner.wal.last_lsn(),
             durable_lsn: inner.wal.durable_lsn(),
             last_snapshot_lsn: inner.last_snapshot_lsn.load(Ordering::Relaxed),
@@ -769,7 +775,7 @@ impl Engine {
     /// not yet received by the transfers into the cell.
     pub fn check_invariants(&self) -> Result<(), String> {
         let state = &self.inner.state;
-        let guards = state.lock_all();
+        let guards = state.stock.lock_all();
         let sales = state.all_sales();
         let sale_states: Vec<_> = sales.iter().map(|sale| sale.state.lock()).collect();
         let book = state.transfers.lock();
@@ -799,7 +805,7 @@ impl Engine {
         }
         crate::flash::check_sales(&sale_states, state)?;
         let mut active = 0;
-        for entry in state.reservations.iter() {
+        for entry in state.stock.reservations.iter() {
             let slot = |line: &HeldLine| (line.sku.to_string(), line.location);
             match entry.status {
                 ReservationStatus::Active => {
@@ -846,7 +852,7 @@ impl Engine {
         if let Some(((sku, location), _)) = held.into_iter().find(|(_, (r, c, i))| *r != 0 || *c != 0 || *i != 0) {
             return Err(format!("holds on {sku}@{location}, which has no cell"));
         }
-        let counted = state.active_reservations.load(Ordering::Relaxed);
+        let counted = state.stock.active_reservations.load(Ordering::Relaxed);
         if counted != active {
             return Err(format!("active_reservations says {counted}, there are {active}"));
         }
@@ -1069,14 +1075,14 @@ fn capture(state: &State, wal: &Wal) -> Captured {
     // Lock order everywhere is shards, then the location table (commands read the table while
     // holding their shards); taking them the other way round here could deadlock behind a
     // waiting location writer.
-    let guards = state.lock_all();
+    let guards = state.stock.lock_all();
     // No sale is created without a shard lock, so the table cannot grow under this copy.
     let sales = state.all_sales();
     let sale_states: Vec<SaleState> = sales.iter().map(|sale| sale.state.lock().clone()).collect();
     // Transfers are few next to holds (bounded by `OPEN_TRANSFERS_MAX` and
     // `FINISHED_TRANSFERS_MAX`): a plain copy.
     let transfers = state.transfers.lock().clone();
-    let table = state.locations.read();
+    let table = state.catalog.locations.read();
     // Every record appended so far was appended under one of the locks now held.
     let lsn = wal.last_lsn();
     let skus = guards
@@ -1084,8 +1090,8 @@ fn capture(state: &State, wal: &Wal) -> Captured {
         .flat_map(|guard| guard.skus.values())
         .map(|entry| (entry.def.clone(), entry.cells.clone()))
         .collect();
-    let mut reservations = Vec::with_capacity(state.reservations.len());
-    reservations.extend(state.reservations.iter().map(|r| r.value().clone()));
+    let mut reservations = Vec::with_capacity(state.stock.reservations.len());
+    reservations.extend(state.stock.reservations.iter().map(|r| r.value().clone()));
     let idempotency = state
         .idempotency
         .iter()
@@ -1098,7 +1104,7 @@ fn capture(state: &State, wal: &Wal) -> Captured {
         .collect();
     Captured {
         lsn,
-        next_reservation_id: state.next_reservation_id.load(Ordering::Relaxed),
+        next_reservation_id: state.stock.next_reservation_id.load(Ordering::Relaxed),
         locations: table.defs.clone(),
         skus,
         reservations,
@@ -1130,7 +1136,7 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
             status: r.status,
             order_ref: r.order_ref.as_deref().map(str::to_owned),
             finished_at: r.finished_at,
-            sale: r.core.sale.as_ref().map(|sale| sale.code.to_string()),
+            sale: r.core.sale.as_deref().map(str::to_owned),
         })
         .collect();
     let sales = captured
@@ -1222,18 +1228,18 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
 /// Rebuilds the state from an image (start-up only; nothing else is running).
 fn restore(state: &State, image: &Image) {
     {
-        let mut table = state.locations.write();
+        let mut table = state.catalog.locations.write();
         *table = LocationTable::default();
         for def in &image.locations {
             table.insert(def.clone());
         }
     }
-    let location_codes = state.locations.read().codes.clone();
+    let location_codes = state.catalog.locations.read().codes.clone();
     let mut codes: HashMap<&str, Arc<str>> = HashMap::with_capacity(image.skus.len());
     for sku in &image.skus {
         let code: Arc<str> = sku.def.code.as_str().into();
         codes.insert(sku.def.code.as_str(), code.clone());
-        let mut shard = state.shards[state.shard_of(&sku.def.code)].lock();
+        let mut shard = state.stock.shards[state.stock.shard_of(&sku.def.code)].lock();
         shard.skus.insert(code.clone(), SkuEntry { code, def: Arc::new(sku.def.clone()), cells: sku.cells.clone() });
     }
     let mut sales: HashMap<&str, Arc<Sale>> = HashMap::with_capacity(image.sales.len());
@@ -1275,31 +1281,31 @@ fn restore(state: &State, image: &Image) {
                 customer: r.customer.as_deref().map(Into::into),
                 lines,
                 created_at: r.created_at,
-                sale: r.sale.as_deref().and_then(|code| sales.get(code).cloned()),
+                sale: r.sale.as_deref().and_then(|code| sales.get(code).map(|sale| sale.code.clone())),
             }),
             expires_at: r.expires_at,
             status: r.status,
             order_ref: r.order_ref.as_deref().map(Into::into),
             finished_at: r.finished_at,
         };
-        let home = state.home_shard(&reservation);
+        let home = state.stock.home_shard(&reservation);
         if reservation.status == ReservationStatus::Active {
             active += 1;
             let due = Reverse((reservation.expires_at, reservation.id));
-            match &reservation.core.sale {
+            match reservation.core.sale.as_deref().and_then(|code| sales.get(code)) {
                 Some(sale) => sale.state.lock().expiries.push(due),
-                None => state.shards[home].lock().expiries.push(due),
+                None => state.stock.shards[home].lock().expiries.push(due),
             }
         }
         if let Some(finished_at) = reservation.finished_at {
             finished.push((finished_at, reservation.id, home));
         }
-        state.reservations.insert(r.id, reservation);
+        state.stock.reservations.insert(r.id, reservation);
     }
-    state.active_reservations.store(active, Ordering::Relaxed);
+    state.stock.active_reservations.store(active, Ordering::Relaxed);
     finished.sort_unstable();
     for (finished_at, id, home) in finished {
-        state.shards[home].lock().finished.push_back((finished_at, id));
+        state.stock.shards[home].lock().finished.push_back((finished_at, id));
     }
     for entry in &image.idempotency {
         state.idempotency.insert(
@@ -1312,7 +1318,7 @@ fn restore(state: &State, image: &Image) {
             },
         );
     }
-    state.next_reservation_id.store(image.next_reservation_id, Ordering::Relaxed);
+    state.stock.next_reservation_id.store(image.next_reservation_id, Ordering::Relaxed);
     restore_transfers(state, image, &location_codes);
 }
 

@@ -5,8 +5,8 @@ use crate::command::{Command, ReserveSourced};
 use crate::engine::{check_hold_terms, merge_lines, Ack, Engine};
 use crate::error::{EngineError, Result};
 use crate::model::{check_channel, finish};
-use crate::sourced::*;
 use crate::state::Context;
+use crate::stock::sourced::*;
 use crate::view::ReservationView;
 use std::sync::atomic::Ordering;
 
@@ -18,16 +18,15 @@ impl Engine {
         let lines = merge_lines(request.lines.clone(), true, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
         let state = &self.inner.state;
-        let shards = lines.iter().map(|line| state.shard_of(&line.sku)).collect();
-        let guards = state.lock(shards);
-        let planned = state.plan_basket(
-            self.now(),
-            &request.channel,
-            &lines,
-            &request.fulfillment,
-            request.allow_split,
-            &guards,
-        )?;
+        let shards = lines.iter().map(|line| state.stock.shard_of(&line.sku)).collect();
+        let guards = state.stock.lock(shards);
+        let basket = Basket {
+            channel: &request.channel,
+            lines: &lines,
+            fulfillment: &request.fulfillment,
+            allow_split: request.allow_split,
+        };
+        let planned = state.stock.plan_basket(&state.catalog, self.now(), basket, &guards)?;
         drop(guards);
         let shipments = planned
             .plan
@@ -61,7 +60,7 @@ impl Engine {
         let lines = merge_lines(request.lines, true, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
         let at = self.now();
-        let id = self.inner.state.next_reservation_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.state.stock.next_reservation_id.fetch_add(1, Ordering::Relaxed);
         let command = Command::ReserveSourced(ReserveSourced {
             id,
             channel: request.channel,

@@ -158,18 +158,23 @@ impl Engine {
         let limit = limit.clamp(1, SUGGESTIONS_PAGE_MAX);
         let on_order = state.transfers.lock().on_order();
         let (codes, points) = {
-            let table = state.locations.read();
+            let table = state.catalog.locations.read();
             (table.codes.clone(), table.points.clone())
         };
         let only = match location {
-            Some(code) => {
-                Some(state.locations.read().id(code).ok_or_else(|| EngineError::not_found(Entity::Location, code))?)
-            }
+            Some(code) => Some(
+                state
+                    .catalog
+                    .locations
+                    .read()
+                    .id(code)
+                    .ok_or_else(|| EngineError::not_found(Entity::Location, code))?,
+            ),
             None => None,
         };
         // The `limit + 1` smallest keys seen so far: one more tells whether a page follows.
         let mut found: BTreeMap<(Arc<str>, Arc<str>), Suggestion> = BTreeMap::new();
-        for shard in state.shards.iter() {
+        for shard in state.stock.shards.iter() {
             let shard = shard.lock();
             for entry in shard.skus.values().filter(|entry| entry.def.active) {
                 for (id, cell) in &entry.cells {

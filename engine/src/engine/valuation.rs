@@ -5,7 +5,7 @@ use crate::cell::COST_SCALE;
 use crate::engine::Engine;
 use crate::error::{EngineError, Entity, Result};
 use crate::state::LocId;
-use crate::valuation::*;
+use crate::stock::valuation::*;
 use rustc_hash::FxHashMap;
 
 impl Engine {
@@ -13,14 +13,19 @@ impl Engine {
     pub fn valuation(&self, location: Option<&str>) -> Result<Valuation> {
         let state = &self.inner.state;
         let only: Option<LocId> = match location {
-            Some(code) => {
-                Some(state.locations.read().id(code).ok_or_else(|| EngineError::not_found(Entity::Location, code))?)
-            }
+            Some(code) => Some(
+                state
+                    .catalog
+                    .locations
+                    .read()
+                    .id(code)
+                    .ok_or_else(|| EngineError::not_found(Entity::Location, code))?,
+            ),
             None => None,
         };
         // (skus, units, value in millionths of a minor unit)
         let mut sums: FxHashMap<LocId, (u64, i64, i128)> = FxHashMap::default();
-        for shard in state.shards.iter() {
+        for shard in state.stock.shards.iter() {
             let shard = shard.lock();
             for entry in shard.skus.values() {
                 for (id, cell) in &entry.cells {
@@ -34,7 +39,7 @@ impl Engine {
                 }
             }
         }
-        let table = state.locations.read();
+        let table = state.catalog.locations.read();
         let mut locations: Vec<LocationValue> = sums
             .into_iter()
             .map(|(id, (skus, on_hand, micros))| LocationValue {

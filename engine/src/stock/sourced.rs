@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::command::{Fulfillment, Reserve, ReserveLine, ReserveSourced};
+use crate::catalog::{Catalog, LocId};
 use crate::error::{EngineError, Result, Shortfall};
 use crate::sourcing::{self, Destination, Plan, Scratch, Site};
-use crate::state::{Guards, LocId, State};
+use crate::stock::commands::{Fulfillment, Reserve, ReserveLine, ReserveSourced};
+use crate::stock::{Guards, Stock};
 use crate::time::{day_of, Timestamp};
 
 /// A basket to source: quote it, or reserve it.
@@ -57,18 +58,26 @@ impl Planned {
     }
 }
 
-impl State {
+/// What [`Stock::plan_basket`] plans: a quote's or a sourced reservation's lines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Basket<'a> {
+    pub channel: &'a str,
+    pub lines: &'a [ReserveLine],
+    pub fulfillment: &'a Fulfillment,
+    pub allow_split: bool,
+}
+
+impl Stock {
     /// Plans the lines without a location of `lines` (the located ones are taken as given and
     /// their units are not offered to the planner), reading cells under `guards`.
     pub(crate) fn plan_basket(
         &self,
+        catalog: &Catalog,
         at: Timestamp,
-        channel: &str,
-        lines: &[ReserveLine],
-        fulfillment: &Fulfillment,
-        allow_split: bool,
+        basket: Basket<'_>,
         guards: &Guards<'_>,
     ) -> Result<Planned> {
+        let Basket { channel, lines, fulfillment, allow_split } = basket;
         let today = day_of(at);
         let mut skus: Vec<(String, u32)> = Vec::new();
         for line in lines.iter().filter(|line| line.location.is_empty()) {
@@ -77,7 +86,7 @@ impl State {
                 None => skus.push((line.sku.clone(), line.qty)),
             }
         }
-        let table = self.locations.read();
+        let table = catalog.locations.read();
         let sites: Vec<Site<'_>> =
             table.defs.iter().zip(&table.points).map(|(def, point)| Site::new(def, channel, *point)).collect();
         let destination = match fulfillment {
@@ -128,12 +137,18 @@ impl State {
     /// Resolves a sourced reservation into the plain one to apply and log, or the shortfalls.
     pub(crate) fn resolve_sourced(
         &self,
+        catalog: &Catalog,
         at: Timestamp,
         request: &ReserveSourced,
         guards: &mut Guards<'_>,
     ) -> Result<Reserve> {
-        let planned =
-            self.plan_basket(at, &request.channel, &request.lines, &request.fulfillment, request.allow_split, guards)?;
+        let basket = Basket {
+            channel: &request.channel,
+            lines: &request.lines,
+            fulfillment: &request.fulfillment,
+            allow_split: request.allow_split,
+        };
+        let planned = self.plan_basket(catalog, at, basket, guards)?;
         if !planned.plan.fulfillable {
             return Err(EngineError::InsufficientStock(shortfalls(&planned)));
         }

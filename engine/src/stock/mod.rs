@@ -1,0 +1,633 @@
+//! The stock domain: cells (what is where), holds on them (reservations, and the pools and
+//! claims of flash sales and the lines of transfers that other domains keep as holds), and
+//! the reads over them (sourcing plans, availability, valuation).
+//!
+//! Layout: SKUs with their cells partitioned into shards by a hash of the SKU code, each
+//! shard behind its own mutex; reservations in a concurrent map whose entries are only changed
+//! while the shards of the reservation's lines are locked.
+//!
+//! **Architecture Invariant:** a command takes the locks of every shard it touches in
+//! ascending shard order ([`Stock::lock`]), checks, applies and appends its log record while
+//! holding them, so log order equals apply order for any two commands that touch the same
+//! cell, and a multi-SKU command is applied all-or-nothing. There is no lock shared by all
+//! reservations.
+//!
+//! SPEC invariant 1 (no hold makes `available` negative): [`Stock::apply_reserve`] checks
+//! every line against `Cell::available` before changing anything. Invariant 2 (`reserved` and
+//! `committed` equal the live holds): every status change goes through [`Stock::transition`]
+//! with the rules of [`HoldChange`].
+
+pub mod availability;
+pub mod commands;
+pub mod sourced;
+pub mod valuation;
+pub mod views;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam::utils::CachePadded;
+use dashmap::DashMap;
+use parking_lot::{Mutex, MutexGuard};
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use smallvec::SmallVec;
+
+use crate::catalog::{Catalog, LocId};
+use crate::cell::Cell;
+use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
+use crate::limits::*;
+use crate::model::SkuDef;
+use crate::time::{day_of, Timestamp};
+use commands::{Adjust, AdjustChange, CellPolicy, Receive, Reserve, ReserveLine};
+use views::{CellView, ReservationStatus, ReservationView};
+
+/// A SKU and its cells, one per location that ever held stock or a policy.
+#[derive(Debug)]
+pub(crate) struct SkuEntry {
+    pub code: Arc<str>,
+    /// Shared so a snapshot copies a pointer, not the definition, while shards are locked.
+    pub def: Arc<SkuDef>,
+    /// Sorted by location id.
+    pub cells: Vec<(LocId, Cell)>,
+}
+
+impl SkuEntry {
+    pub fn cell(&self, location: LocId) -> Option<&Cell> {
+        self.cells.binary_search_by_key(&location, |(id, _)| *id).ok().map(|i| &self.cells[i].1)
+    }
+
+    pub fn cell_mut(&mut self, location: LocId) -> Option<&mut Cell> {
+        match self.cells.binary_search_by_key(&location, |(id, _)| *id) {
+            Ok(i) => Some(&mut self.cells[i].1),
+            Err(_) => None,
+        }
+    }
+
+    pub fn cell_or_insert(&mut self, location: LocId) -> &mut Cell {
+        let i = match self.cells.binary_search_by_key(&location, |(id, _)| *id) {
+            Ok(i) => i,
+            Err(i) => {
+                // Grow by an eighth, not double: there may be a million cells and a cell is
+                // created once per (SKU, location), so memory matters more than copies here.
+                if self.cells.len() == self.cells.capacity() {
+                    self.cells.reserve_exact((self.cells.len() / 8).max(4));
+                }
+                self.cells.insert(i, (location, Cell::default()));
+                i
+            }
+        };
+        &mut self.cells[i].1
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ShardState {
+    pub skus: FxHashMap<Arc<str>, SkuEntry>,
+    /// Expiry times of reservations whose lowest shard is this one. Entries are hints: a
+    /// reservation extended or finished since is skipped when its entry comes due.
+    pub expiries: BinaryHeap<Reverse<(Timestamp, u64)>>,
+    /// Reservations whose lowest shard is this one that finished, oldest first, for pruning.
+    pub finished: VecDeque<(Timestamp, u64)>,
+}
+
+/// A held line: shared SKU code, so a reservation does not copy it.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldLine {
+    pub sku: Arc<str>,
+    pub location: LocId,
+    pub location_code: Arc<str>,
+    pub qty: u32,
+}
+
+/// A channel name stored inline (validated to at most `CHANNEL_LEN_MAX` ASCII bytes).
+pub(crate) type ChannelName = arrayvec::ArrayString<CHANNEL_LEN_MAX>;
+
+/// What never changes about a reservation once made.
+#[derive(Debug)]
+pub(crate) struct ReservationCore {
+    /// Inline: channel names are short, and the reserve path should not allocate for one.
+    pub channel: ChannelName,
+    pub customer: Option<Box<str>>,
+    pub lines: Box<[HeldLine]>,
+    pub created_at: Timestamp,
+    /// The code of the flash sale this reservation is a claim on.
+    pub sale: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Reservation {
+    pub id: u64,
+    /// Shared: a snapshot clones every reservation while all shards are locked, so a clone
+    /// must be one reference-count increment and a few plain fields.
+    pub core: Arc<ReservationCore>,
+    pub expires_at: Timestamp,
+    pub status: ReservationStatus,
+    pub order_ref: Option<Arc<str>>,
+    /// When it left `active`/`committed`; finished reservations are pruned after a while.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// How a reservation's status change moves the units of each of its cells.
+///
+/// The one place these rules live: applying a command and describing it in the audit trail
+/// both read them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldChange {
+    /// Held units are let go (release, expiry).
+    Release,
+    /// Held units become committed to an order.
+    Commit,
+    /// Committed units leave the building.
+    Ship,
+    /// Committed units are freed (order cancelled).
+    Uncommit,
+    /// A flash-sale claim's held units go back to the sale's pool: still reserved.
+    ReleaseToPool,
+    /// A flash-sale claim's sold units go back to the sale's pool: reserved again.
+    UncommitToPool,
+}
+
+impl HoldChange {
+    /// The change for a flash-sale claim whose freed units go `back` (to its open pool, where
+    /// they stay reserved, or to the cell once the sale has ended).
+    pub fn for_claim(self, back: PoolReturn) -> Self {
+        match (self, back) {
+            (HoldChange::Release, PoolReturn::ToPool) => HoldChange::ReleaseToPool,
+            (HoldChange::Uncommit, PoolReturn::ToPool) => HoldChange::UncommitToPool,
+            (change, _) => change,
+        }
+    }
+
+    /// Changes of (`on_hand`, `reserved`, `committed`) for `qty` units.
+    pub fn deltas(self, qty: i64) -> (i64, i64, i64) {
+        match self {
+            HoldChange::Release => (0, -qty, 0),
+            HoldChange::Commit => (0, -qty, qty),
+            HoldChange::Ship => (-qty, 0, -qty),
+            HoldChange::Uncommit => (0, 0, -qty),
+            HoldChange::ReleaseToPool => (0, 0, 0),
+            HoldChange::UncommitToPool => (0, qty, -qty),
+        }
+    }
+
+    fn apply(self, cell: &mut Cell, qty: i64, today: crate::time::Day) {
+        let (on_hand, reserved, committed) = self.deltas(qty);
+        cell.reserved += reserved;
+        cell.committed += committed;
+        if on_hand < 0 {
+            // Shipping takes lots earliest-expiring first; a count may have left fewer units.
+            cell.ship((-on_hand).min(cell.on_hand), today);
+        }
+    }
+}
+
+/// A reservation's status change, as a command names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Commit,
+    Fulfill,
+    Release,
+    Cancel,
+    Expire,
+}
+
+impl Transition {
+    /// The status it moves a reservation from and to, and what it does to its cells.
+    pub fn rule(self) -> (ReservationStatus, ReservationStatus, HoldChange) {
+        use ReservationStatus::*;
+        match self {
+            Transition::Commit => (Active, Committed, HoldChange::Commit),
+            Transition::Fulfill => (Committed, Fulfilled, HoldChange::Ship),
+            Transition::Release => (Active, Released, HoldChange::Release),
+            Transition::Cancel => (Committed, Cancelled, HoldChange::Uncommit),
+            Transition::Expire => (Active, Expired, HoldChange::Release),
+        }
+    }
+}
+
+/// Books a claim's status change on its flash sale; answers where freed units go.
+pub(crate) type ClaimHook<'a> = dyn FnMut(&Reservation, ReservationStatus) -> Result<PoolReturn> + 'a;
+
+/// Where the units a pooled hold (a flash-sale claim) lets go end up.
+///
+/// While the pool is open a released or expired claim's units go back to the pool (they stay
+/// `reserved` in the cell) and a cancelled sale's units go back into the pool too; once the
+/// sale has ended they go back to the cell like any reservation's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolReturn {
+    /// Units return to the pool: `remaining` rises, the cell keeps them reserved.
+    ToPool,
+    /// Units return to the cell (the sale has ended); still counted in `remaining`.
+    ToCell,
+}
+
+pub(crate) type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, ShardState>); 4]>;
+
+/// The stock domain's state: the shards and the reservations.
+#[derive(Debug)]
+pub(crate) struct Stock {
+    pub shards: Box<[CachePadded<Mutex<ShardState>>]>,
+    shard_mask: usize,
+    pub reservations: DashMap<u64, Reservation, FxBuildHasher>,
+    pub next_reservation_id: AtomicU64,
+    pub active_reservations: AtomicI64,
+}
+
+impl Stock {
+    pub fn new(shards: usize) -> Self {
+        assert!(shards.is_power_of_two() && shards <= SHARDS_MAX);
+        Stock {
+            shards: (0..shards).map(|_| CachePadded::new(Mutex::new(ShardState::default()))).collect(),
+            shard_mask: shards - 1,
+            reservations: DashMap::with_hasher(FxBuildHasher),
+            next_reservation_id: AtomicU64::new(1),
+            active_reservations: AtomicI64::new(0),
+        }
+    }
+
+    pub fn shard_of(&self, sku: &str) -> usize {
+        // Fx mixes low bits poorly for short keys; take the high bits.
+        ((FxBuildHasher.hash_one(sku) >> 40) as usize) & self.shard_mask
+    }
+
+    /// Locks the given shards in ascending order (the lock order), each once.
+    pub(crate) fn lock(&self, mut shards: SmallVec<[usize; 4]>) -> Guards<'_> {
+        shards.sort_unstable();
+        shards.dedup();
+        shards.into_iter().map(|i| (i, self.shards[i].lock())).collect()
+    }
+
+    pub fn lock_all(&self) -> Vec<MutexGuard<'_, ShardState>> {
+        self.shards.iter().map(|shard| shard.lock()).collect()
+    }
+
+    /// Every shard, as [`Guards`].
+    pub(crate) fn lock_every(&self) -> Guards<'_> {
+        self.lock((0..self.shards.len()).collect())
+    }
+
+    pub(crate) fn sku_mut<'g>(&self, guards: &'g mut Guards<'_>, sku: &str) -> Result<&'g mut SkuEntry> {
+        let shard = self.shard_of(sku);
+        let state = guards
+            .iter_mut()
+            .find(|(i, _)| *i == shard)
+            .map(|(_, guard)| &mut **guard)
+            .ok_or_else(|| EngineError::Internal(format!("shard {shard} of {sku} is not locked")))?;
+        state.skus.get_mut(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))
+    }
+
+    /// Like [`Stock::sku_mut`], for reading several SKUs at once.
+    pub(crate) fn sku_ref<'g>(&self, guards: &'g Guards<'_>, sku: &str) -> Result<&'g SkuEntry> {
+        let shard = self.shard_of(sku);
+        let state = guards
+            .iter()
+            .find(|(i, _)| *i == shard)
+            .map(|(_, guard)| &**guard)
+            .ok_or_else(|| EngineError::Internal(format!("shard {shard} of {sku} is not locked")))?;
+        state.skus.get(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))
+    }
+
+    pub(crate) fn shard_mut<'g>(&self, guards: &'g mut Guards<'_>, shard: usize) -> Result<&'g mut ShardState> {
+        guards
+            .iter_mut()
+            .find(|(i, _)| *i == shard)
+            .map(|(_, guard)| &mut **guard)
+            .ok_or_else(|| EngineError::Internal(format!("shard {shard} is not locked")))
+    }
+
+    /// Units arrive at a cell (with a cost and a lot, if given).
+    pub fn apply_receive(
+        &self,
+        catalog: &Catalog,
+        at: Timestamp,
+        receive: &Receive,
+        guards: &mut Guards<'_>,
+    ) -> Result<CellView> {
+        let today = day_of(at);
+        let location = catalog.location_id(&receive.location)?;
+        let entry = self.sku_mut(guards, &receive.sku)?;
+        if let Some(lot) = &receive.lot {
+            let conflicts = entry.cell(location).is_some_and(|cell| cell.lot_conflicts(&lot.code, lot.expires_on));
+            if conflicts {
+                return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
+            }
+            let lots = entry.cell(location).map_or(0, |cell| cell.lots().len());
+            if lots >= LOTS_PER_CELL_MAX {
+                return Err(EngineError::invalid("lot", "too many lots in this cell"));
+            }
+        }
+        let cell = entry.cell_or_insert(location);
+        cell.receive(
+            i64::from(receive.qty),
+            receive.unit_cost,
+            receive.lot.as_ref().map(|lot| (lot.code.as_str(), lot.expires_on)),
+        );
+        Ok(CellView::of(&receive.sku, &receive.location, cell, today))
+    }
+
+    /// Units found or lost, or a physical count.
+    pub fn apply_adjust(
+        &self,
+        catalog: &Catalog,
+        at: Timestamp,
+        adjust: &Adjust,
+        guards: &mut Guards<'_>,
+    ) -> Result<CellView> {
+        let today = day_of(at);
+        let location = catalog.location_id(&adjust.location)?;
+        let entry = self.sku_mut(guards, &adjust.sku)?;
+        let before = entry.cell(location).map_or(0, |cell| cell.on_hand);
+        let delta = match adjust.change {
+            AdjustChange::Delta(delta) => delta,
+            AdjustChange::Counted(counted) => counted - before,
+        };
+        if before + delta < 0 {
+            return Err(EngineError::invalid(
+                "delta",
+                format!("would leave on_hand at {} (it is {before})", before + delta),
+            ));
+        }
+        if let Some(lot) = &adjust.lot {
+            let cell = entry.cell(location);
+            if delta > 0 && cell.is_some_and(|c| c.lot_conflicts(&lot.code, lot.expires_on)) {
+                return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
+            }
+        }
+        let cell = entry.cell_or_insert(location);
+        let lot = adjust.lot.as_ref().map(|lot| (lot.code.as_str(), lot.expires_on));
+        if delta > 0 {
+            cell.add(delta, lot);
+        } else if delta < 0 {
+            cell.remove(-delta, lot.map(|(code, _)| code));
+        }
+        Ok(CellView::of(&adjust.sku, &adjust.location, cell, today))
+    }
+
+    /// A cell's safety stock and reorder settings.
+    pub fn apply_policy(
+        &self,
+        catalog: &Catalog,
+        at: Timestamp,
+        policy: &CellPolicy,
+        guards: &mut Guards<'_>,
+    ) -> Result<CellView> {
+        let today = day_of(at);
+        let location = catalog.location_id(&policy.location)?;
+        let entry = self.sku_mut(guards, &policy.sku)?;
+        let cell = entry.cell_or_insert(location);
+        if let Some(v) = policy.safety_stock {
+            cell.safety_stock = v;
+        }
+        if let Some(v) = policy.reorder_point {
+            cell.reorder_point = v;
+        }
+        if let Some(v) = policy.reorder_qty {
+            cell.reorder_qty = v;
+        }
+        Ok(CellView::of(&policy.sku, &policy.location, cell, today))
+    }
+
+    /// Creates or replaces a SKU's definition (stored beside its cells); returns whether it
+    /// was created.
+    pub fn apply_put_sku(&self, def: &SkuDef, guards: &mut Guards<'_>) -> Result<bool> {
+        let shard = self.shard_of(&def.code);
+        let state = self.shard_mut(guards, shard)?;
+        let created = match state.skus.get_mut(def.code.as_str()) {
+            Some(entry) => {
+                entry.def = Arc::new(def.clone());
+                false
+            }
+            None => {
+                let code: Arc<str> = def.code.as_str().into();
+                state.skus.insert(code.clone(), SkuEntry { code, def: Arc::new(def.clone()), cells: Vec::new() });
+                true
+            }
+        };
+        Ok(created)
+    }
+
+    /// Holds every line or none: each line is checked against `available` before any changes.
+    pub fn apply_reserve(
+        &self,
+        catalog: &Catalog,
+        at: Timestamp,
+        reserve: &Reserve,
+        guards: &mut Guards<'_>,
+    ) -> Result<ReservationView> {
+        let today = day_of(at);
+        if self.reservations.contains_key(&reserve.id) {
+            return Err(EngineError::Internal(format!("reservation id {} reused", reserve.id)));
+        }
+        // Resolve locations once, under one short read lock.
+        let mut locations: SmallVec<[(LocId, Arc<str>); 4]> = SmallVec::with_capacity(reserve.lines.len());
+        {
+            let table = catalog.locations.read();
+            for (i, line) in reserve.lines.iter().enumerate() {
+                let id = table
+                    .id(&line.location)
+                    .ok_or_else(|| EngineError::not_found(Entity::Location, line.location.as_str()))?;
+                if !table.defs[id as usize].sells_to(&reserve.channel) {
+                    return Err(EngineError::invalid(
+                        format!("lines[{i}].location"),
+                        format!("{} does not sell to channel {}", line.location, reserve.channel),
+                    ));
+                }
+                locations.push((id, table.codes[id as usize].clone()));
+            }
+        }
+        // Check every line first so the answer lists each shortfall.
+        let mut shortfalls = Vec::new();
+        for (line, (location, _)) in reserve.lines.iter().zip(&locations) {
+            let location = *location;
+            let entry = self.sku_mut(guards, &line.sku)?;
+            if !entry.def.active {
+                return Err(EngineError::invalid("lines", format!("sku {} is not active", line.sku)));
+            }
+            let available = entry.cell(location).map_or(0, |cell| cell.available(today));
+            shortfalls.extend(Shortfall::of(&line.sku, Some(&line.location), line.qty, available));
+        }
+        if !shortfalls.is_empty() {
+            return Err(EngineError::InsufficientStock(shortfalls));
+        }
+        let mut held = Vec::with_capacity(reserve.lines.len());
+        for (line, (location, location_code)) in reserve.lines.iter().zip(locations) {
+            let entry = self.sku_mut(guards, &line.sku)?;
+            let code = entry.code.clone();
+            let cell = entry.cell_mut(location).ok_or_else(|| EngineError::Internal("checked cell vanished".into()))?;
+            cell.reserved += i64::from(line.qty);
+            debug_assert!(cell.available_raw(today) >= 0, "a reservation made available negative");
+            held.push(HeldLine { sku: code, location, location_code, qty: line.qty });
+        }
+        let reservation = Reservation {
+            id: reserve.id,
+            core: Arc::new(ReservationCore {
+                channel: ChannelName::from(&reserve.channel)
+                    .map_err(|_| EngineError::invalid("channel", "too long"))?,
+                customer: reserve.customer.as_deref().map(Into::into),
+                lines: held.into(),
+                created_at: at,
+                sale: None,
+            }),
+            expires_at: reserve.expires_at,
+            status: ReservationStatus::Active,
+            order_ref: None,
+            finished_at: None,
+        };
+        let home = self.home_shard(&reservation);
+        self.shard_mut(guards, home)?.expiries.push(Reverse((reserve.expires_at, reserve.id)));
+        let view = self.view(&reservation);
+        self.reservations.insert(reserve.id, reservation);
+        self.next_reservation_id.fetch_max(reserve.id + 1, Ordering::Relaxed);
+        self.active_reservations.fetch_add(1, Ordering::Relaxed);
+        Ok(view)
+    }
+
+    /// Moves reservation `id` along `transition` ([`Transition::rule`]),
+    /// changing each of its cells accordingly.
+    /// `claim` books the change on the flash sale a claim belongs to and says where its freed
+    /// units go.
+    pub fn transition(
+        &self,
+        at: Timestamp,
+        id: u64,
+        transition: Transition,
+        order_ref: Option<&str>,
+        guards: &mut Guards<'_>,
+        claim: Option<&mut ClaimHook<'_>>,
+    ) -> Result<ReservationView> {
+        let (from, to, mut change) = transition.rule();
+        let today = day_of(at);
+        // One map entry, locked once: its lines change the cells, then its status moves.
+        let (view, home) = {
+            let mut reservation = self
+                .reservations
+                .get_mut(&id)
+                .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+            if reservation.status != from {
+                return Err(Conflict::ReservationState {
+                    id,
+                    status: reservation.status.as_str(),
+                    expected: from.as_str(),
+                }
+                .into());
+            }
+            if let Some(claim) = claim {
+                let back = claim(&reservation, to)?;
+                change = change.for_claim(back);
+            }
+            for line in reservation.core.lines.iter() {
+                let entry = self.sku_mut(guards, &line.sku)?;
+                let cell = entry
+                    .cell_mut(line.location)
+                    .ok_or_else(|| EngineError::Internal(format!("reservation {id} holds a missing cell")))?;
+                change.apply(cell, i64::from(line.qty), today);
+            }
+            reservation.status = to;
+            if let Some(order_ref) = order_ref {
+                reservation.order_ref = Some(order_ref.into());
+            }
+            if !to.is_live() {
+                reservation.finished_at = Some(at);
+            }
+            (self.view(&reservation), self.home_shard(&reservation))
+        };
+        if from == ReservationStatus::Active {
+            self.active_reservations.fetch_sub(1, Ordering::Relaxed);
+        }
+        if !to.is_live() {
+            let home = self.shard_mut(guards, home)?;
+            crate::time::push_in_time_order(&mut home.finished, (at, id));
+            if home.finished.len() > FINISHED_RESERVATIONS_PER_SHARD_MAX {
+                if let Some((_, oldest)) = home.finished.pop_front() {
+                    self.reservations.remove_if(&oldest, |_, r| !r.status.is_live());
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    /// Changes an entry in the `expected` state; returns its view and home shard.
+    fn modify(
+        &self,
+        id: u64,
+        expected: ReservationStatus,
+        change: impl FnOnce(&mut Reservation),
+    ) -> Result<(ReservationView, usize)> {
+        let mut reservation = self
+            .reservations
+            .get_mut(&id)
+            .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+        if reservation.status != expected {
+            return Err(Conflict::ReservationState {
+                id,
+                status: reservation.status.as_str(),
+                expected: expected.as_str(),
+            }
+            .into());
+        }
+        change(&mut reservation);
+        Ok((self.view(&reservation), self.home_shard(&reservation)))
+    }
+
+    /// The shard whose expiry heap tracks a reservation: the lowest of its lines' shards.
+    pub fn home_shard(&self, reservation: &Reservation) -> usize {
+        reservation.core.lines.iter().map(|line| self.shard_of(&line.sku)).min().unwrap_or(0)
+    }
+
+    pub fn view(&self, reservation: &Reservation) -> ReservationView {
+        ReservationView {
+            id: reservation.id,
+            channel: reservation.core.channel.to_string(),
+            customer: reservation.core.customer.as_deref().map(str::to_owned),
+            status: reservation.status,
+            created_at: reservation.core.created_at,
+            expires_at: reservation.expires_at,
+            order_ref: reservation.order_ref.as_deref().map(str::to_owned),
+            lines: reservation
+                .core
+                .lines
+                .iter()
+                .map(|line| ReserveLine {
+                    sku: line.sku.to_string(),
+                    location: line.location_code.to_string(),
+                    qty: line.qty,
+                })
+                .collect(),
+            flash_sale: reservation.core.sale.as_deref().map(str::to_owned),
+        }
+    }
+
+    /// Moves an active reservation's expiry.
+    pub fn apply_extend(&self, id: u64, expires_at: Timestamp, guards: &mut Guards<'_>) -> Result<ReservationView> {
+        let (view, home) = self.modify(id, ReservationStatus::Active, |r| r.expires_at = expires_at)?;
+        self.shard_mut(guards, home)?.expiries.push(Reverse((expires_at, id)));
+        Ok(view)
+    }
+
+    /// Whether any finished reservation is older than its retention as of `now`.
+    pub fn prunable(&self, now: Timestamp) -> bool {
+        let horizon = now - FINISHED_RESERVATION_RETENTION_MS;
+        self.shards.iter().any(|shard| shard.lock().finished.front().is_some_and(|&(at, _)| at <= horizon))
+    }
+
+    /// Forgets finished reservations older than their retention as of `at`; every shard is
+    /// locked. Returns how many.
+    pub fn prune(&self, at: Timestamp, guards: &mut Guards<'_>) -> u64 {
+        let mut reservations = 0;
+        for (_, shard) in guards.iter_mut() {
+            while let Some(&(finished_at, id)) = shard.finished.front() {
+                if finished_at > at - FINISHED_RESERVATION_RETENTION_MS {
+                    break;
+                }
+                shard.finished.pop_front();
+                if self.reservations.remove_if(&id, |_, r| !r.status.is_live()).is_some() {
+                    reservations += 1;
+                }
+            }
+        }
+        reservations
+    }
+}
