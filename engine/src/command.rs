@@ -11,6 +11,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+pub use crate::flash::Claim;
 use crate::flash::FlashSaleDef;
 use crate::model::{LocationDef, SkuDef};
 pub use crate::stock::commands::*;
@@ -156,18 +157,6 @@ impl Command {
             Command::Prune => "prune",
         }
     }
-}
-
-/// A flash-sale claim. Which cell(s) of the pool it takes from follows from the pool's state,
-/// so replay picks the same ones.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub sale: String,
-    /// The id of the reservation the claim becomes.
-    pub id: u64,
-    pub channel: String,
-    pub customer: String,
-    pub qty: u32,
 }
 
 /// Encodes a record for the log.

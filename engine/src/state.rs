@@ -16,24 +16,22 @@
 //! no shard at all ([`crate::flash`]); a transfer command reads its transfer's SKUs under a
 //! short lock of the book before it takes its shards, then the book again.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use parking_lot::{Mutex, RwLock};
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::audit::{AuditHint, AuditLog};
 pub(crate) use crate::catalog::{Catalog, LocId, LocationTable};
 use crate::command::{Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive};
 use crate::error::{Conflict, EngineError, Entity, Result};
-use crate::flash::{pool_change, PoolReturn, Sale, SaleState};
+use crate::flash::{pool_change, FlashSales, FlashScope, PoolReturn, Sale, SaleState};
 use crate::limits::*;
 pub(crate) use crate::stock::{ChannelName, Guards, HeldLine, Reservation, ReservationCore, SkuEntry, Stock};
 use crate::time::Timestamp;
-use crate::transfer::{is_transfer_command, TransferBook};
+use crate::transfer::{conflict as transfer_conflict, ReplenishmentStatus, TransferBook, TransferScope, Transfers};
 use crate::view::Outcome;
 use crate::wal::{Durability, Lsn, Wal};
 
@@ -76,12 +74,8 @@ pub(crate) struct State {
     pub catalog: Catalog,
     pub stock: Stock,
     pub idempotency: DashMap<Box<str>, IdempotencyState, FxBuildHasher>,
-    /// Flash sales by code; read-mostly (claims only clone an entry out).
-    pub sales: RwLock<FxHashMap<Box<str>, Arc<Sale>>>,
-    /// Transfers and replenishment requests; taken after the shards a command locks.
-    pub transfers: Mutex<TransferBook>,
-    pub next_transfer_id: AtomicU64,
-    pub next_replenishment_id: AtomicU64,
+    pub flash: FlashSales,
+    pub transfers: Transfers,
     /// Where applied records' movements go; `None` when nothing is logged.
     pub audit: Option<AuditLog>,
 }
@@ -99,10 +93,8 @@ impl State {
             catalog: Catalog::default(),
             stock: Stock::new(shards),
             idempotency: DashMap::with_hasher(FxBuildHasher),
-            sales: RwLock::new(FxHashMap::default()),
-            transfers: Mutex::new(TransferBook::default()),
-            next_transfer_id: AtomicU64::new(1),
-            next_replenishment_id: AtomicU64::new(1),
+            flash: FlashSales::default(),
+            transfers: Transfers::new(),
             audit,
         }
     }
@@ -173,7 +165,7 @@ impl State {
 
         if let Command::Prune = &record.command {
             let mut guards = self.stock.lock_every();
-            let mut book = self.transfers.lock();
+            let mut book = self.transfers.book.lock();
             let outcome = self.apply_prune(record.at, &mut guards, &mut book);
             let lsn = self.finish(record, sink, key, &outcome, &AuditHint::None)?;
             return Ok((outcome, lsn));
@@ -182,7 +174,7 @@ impl State {
         if is_transfer_command(&record.command) {
             let mut guards = self.stock.lock(self.shards_of(&record.command)?);
             // Held through the log append: steps of one transfer are logged in apply order.
-            let mut book = self.transfers.lock();
+            let mut book = self.transfers.book.lock();
             let (outcome, resolved) = self.apply_transfer(record, &mut guards, &mut book)?;
             let lsn = self.finish(resolved.as_ref().unwrap_or(record), sink, key, &outcome, &AuditHint::None)?;
             return Ok((outcome, lsn));
@@ -190,27 +182,28 @@ impl State {
 
         if let Command::Claim(claim) = &record.command {
             // A claim touches its sale's pool only: no shard, so other SKUs never wait on it.
-            let sale = self.sale(&claim.sale)?;
+            let sale = self.flash.sale(&claim.sale)?;
             let mut state = sale.state.lock();
-            let outcome = self.apply_claim(record, claim, &sale, &mut state)?;
+            let view = self.flash_scope().apply_claim(record.at, claim, &sale, &mut state)?;
+            let outcome = Outcome::Reservation(view);
             let lsn = self.finish(record, sink, key, &outcome, &AuditHint::None)?;
             return Ok((outcome, lsn));
         }
         if let Command::PutFlashSale(def) = &record.command {
             let mut guards = self.stock.lock(smallvec::smallvec![self.stock.shard_of(&def.sku)]);
             // Held through the log append: two writes of one sale are logged in apply order.
-            let mut table = self.sales.write();
+            let mut table = self.flash.sales.write();
             let existing = table.get(def.code.as_str()).cloned();
             let mut existing_state = existing.as_ref().map(|sale| sale.state.lock());
-            let pool_before = existing_state.as_deref().map(|state| self.pool_codes(state)).unwrap_or_default();
+            let pool_before =
+                existing_state.as_deref().map(|state| self.flash_scope().pool_codes(state)).unwrap_or_default();
             let existing_sale = existing.as_deref().zip(existing_state.as_deref_mut());
-            let (outcome, created) = self.apply_put_sale(record, def, &mut guards, existing_sale, table.len())?;
-            let hint = match &outcome {
-                Outcome::FlashSale { view, .. } => AuditHint::Pool(pool_change(&pool_before, view)),
-                _ => AuditHint::None,
-            };
+            let (created, view, new_sale) =
+                self.flash_scope().apply_put_sale(record.at, def, &mut guards, existing_sale, table.len())?;
+            let hint = AuditHint::Pool(pool_change(&pool_before, &view));
+            let outcome = Outcome::FlashSale { created, view };
             let lsn = self.finish(record, sink, key, &outcome, &hint)?;
-            if let Some(sale) = created {
+            if let Some(sale) = new_sale {
                 table.insert(def.code.as_str().into(), sale);
             }
             return Ok((outcome, lsn));
@@ -247,10 +240,86 @@ impl State {
         Ok((outcome, lsn))
     }
 
+    fn flash_scope(&self) -> FlashScope<'_> {
+        FlashScope { catalog: &self.catalog, stock: &self.stock }
+    }
+
+    fn transfer_scope(&self) -> TransferScope<'_> {
+        TransferScope { catalog: &self.catalog, stock: &self.stock, transfers: &self.transfers }
+    }
+
+    /// Checks and applies one transfer or replenishment command (its shards and the book
+    /// locked); on error nothing changed. Returns the outcome and, when the command resolved
+    /// something, the record to log instead of the one given.
+    pub(crate) fn apply_transfer(
+        &self,
+        record: &LogRecord,
+        guards: &mut Guards<'_>,
+        book: &mut TransferBook,
+    ) -> Result<(Outcome, Option<LogRecord>)> {
+        let at = record.at;
+        let resolved = |command: Command| LogRecord {
+            at: record.at,
+            actor: record.actor.clone(),
+            idempotency: record.idempotency.clone(),
+            command,
+        };
+        match &record.command {
+            Command::CreateTransfer(create) => {
+                let view = self.transfer_scope().create_transfer_in(at, create, None, guards, book)?;
+                Ok((Outcome::Transfer(Box::new(view)), None))
+            }
+            Command::ShipTransfer { id } => {
+                Ok((Outcome::Transfer(Box::new(self.transfer_scope().ship_transfer_in(at, *id, guards, book)?)), None))
+            }
+            Command::ReceiveTransfer { id, lines } => {
+                let (view, all) = self.transfer_scope().receive_transfer_in(at, *id, lines, guards, book)?;
+                let record = all.map(|lines| resolved(Command::ReceiveTransfer { id: *id, lines }));
+                Ok((Outcome::Transfer(Box::new(view)), record))
+            }
+            Command::CancelTransfer { id } => Ok((
+                Outcome::Transfer(Box::new(self.transfer_scope().cancel_transfer_in(at, *id, guards, book)?)),
+                None,
+            )),
+            Command::RequestReplenishment(request) => {
+                let view = self.transfer_scope().request_replenishment_in(at, request, guards, book)?;
+                Ok((Outcome::Replenishment(Box::new(view)), None))
+            }
+            Command::ApproveReplenishment { id, transfer_id, from } => {
+                let view = self.transfer_scope().approve_in(at, *id, *transfer_id, from.as_deref(), guards, book)?;
+                let record = match from {
+                    Some(_) => None,
+                    None => Some(resolved(Command::ApproveReplenishment {
+                        id: *id,
+                        transfer_id: *transfer_id,
+                        from: view.from.clone(),
+                    })),
+                };
+                Ok((Outcome::Replenishment(Box::new(view)), record))
+            }
+            Command::RejectReplenishment { id, reason } => {
+                let request = book.replenishment_mut(*id)?;
+                if request.status != ReplenishmentStatus::Requested {
+                    return Err(transfer_conflict(format!(
+                        "replenishment {id} is {}; only a requested one can be rejected",
+                        request.status.as_str()
+                    )));
+                }
+                request.status = ReplenishmentStatus::Rejected;
+                request.decided_at = Some(at);
+                request.reason = reason.as_deref().map(Into::into);
+                let view = request.view();
+                book.replenishment_decided(*id, at);
+                Ok((Outcome::Replenishment(Box::new(view)), None))
+            }
+            _ => Err(EngineError::Internal("not a transfer command".into())),
+        }
+    }
+
     /// The flash sale a command touches besides its shards, if any.
     fn sale_of(&self, command: &Command) -> Result<Option<Arc<Sale>>> {
         Ok(match command {
-            Command::EndFlashSale { code } => Some(self.sale(code)?),
+            Command::EndFlashSale { code } => Some(self.flash.sale(code)?),
             Command::Extend { id, .. }
             | Command::Commit { id, .. }
             | Command::Fulfill { id }
@@ -259,7 +328,7 @@ impl State {
             | Command::Expire { id } => {
                 let code = self.stock.reservations.get(id).and_then(|r| r.core.sale.clone());
                 match code {
-                    Some(code) => Some(self.sale(&code)?),
+                    Some(code) => Some(self.flash.sale(&code)?),
                     None => None,
                 }
             }
@@ -322,7 +391,7 @@ impl State {
             Command::ReserveSourced(request) => request.lines.iter().map(|l| self.stock.shard_of(&l.sku)).collect(),
             Command::PutFlashSale(def) => smallvec::smallvec![self.stock.shard_of(&def.sku)],
             Command::Claim(_) => SmallVec::new(),
-            Command::EndFlashSale { code } => smallvec::smallvec![self.stock.shard_of(&self.sale(code)?.sku)],
+            Command::EndFlashSale { code } => smallvec::smallvec![self.stock.shard_of(&self.flash.sale(code)?.sku)],
             Command::Extend { id, .. }
             | Command::Commit { id, .. }
             | Command::Fulfill { id }
@@ -343,13 +412,13 @@ impl State {
             // A transfer's and a request's SKUs never change: read under a short lock, then
             // taken again after the shards (the lock order).
             Command::ShipTransfer { id } | Command::ReceiveTransfer { id, .. } | Command::CancelTransfer { id } => {
-                let book = self.transfers.lock();
+                let book = self.transfers.book.lock();
                 let transfer =
                     book.transfers.get(id).ok_or_else(|| EngineError::not_found(Entity::Transfer, id.to_string()))?;
                 transfer.lines.iter().map(|l| self.stock.shard_of(&l.sku)).collect()
             }
             Command::ApproveReplenishment { id, .. } => {
-                let book = self.transfers.lock();
+                let book = self.transfers.book.lock();
                 let request = book
                     .replenishments
                     .get(id)
@@ -388,7 +457,8 @@ impl State {
             Command::EndFlashSale { .. } => {
                 let (sale, state) =
                     sale.ok_or_else(|| EngineError::Internal("the ending sale is not locked".into()))?;
-                self.apply_end_sale(record, sale, state, guards)
+                let view = self.flash_scope().apply_end_sale(record.at, sale, state, guards)?;
+                Ok(Outcome::FlashSale { created: false, view })
             }
             command => {
                 let Some((id, transition)) = command.transition() else {
@@ -401,7 +471,7 @@ impl State {
                 let view = match sale {
                     Some((sale, state)) => {
                         let mut book =
-                            |reservation: &Reservation, to| self.book_claim_change(reservation, to, sale, state);
+                            |reservation: &Reservation, to| FlashScope::book_claim_change(reservation, to, sale, state);
                         stock.transition(at, id, transition, order_ref, guards, Some(&mut book))?
                     }
                     None => stock.transition(at, id, transition, order_ref, guards, None)?,
@@ -414,7 +484,7 @@ impl State {
     /// Whether a [`Command::Prune`] at `now` would forget anything; the sweeper logs one only
     /// then, so an idle engine writes nothing.
     pub fn prunable(&self, now: Timestamp) -> bool {
-        self.transfers.lock().prunable(now)
+        self.transfers.book.lock().prunable(now)
             || self.stock.prunable(now)
             || self.idempotency.iter().any(|entry| {
                 matches!(entry.value(), IdempotencyState::Done { at, .. } if *at <= now - IDEMPOTENCY_RETENTION_MS)
@@ -444,4 +514,18 @@ fn scoped_key(actor: &str, key: &str) -> String {
     scoped.push('\u{1f}');
     scoped.push_str(key);
     scoped
+}
+
+/// Whether a command is a transfer or replenishment step, run by `State::apply_transfer`.
+pub(crate) fn is_transfer_command(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::CreateTransfer(_)
+            | Command::ShipTransfer { .. }
+            | Command::ReceiveTransfer { .. }
+            | Command::CancelTransfer { .. }
+            | Command::RequestReplenishment(_)
+            | Command::ApproveReplenishment { .. }
+            | Command::RejectReplenishment { .. }
+    )
 }

@@ -69,7 +69,7 @@ impl Engine {
         let at = self.now();
         // A retry with an Idempotency-Key must get its first answer, not today's early one.
         if ctx.idempotency.is_none() {
-            if let Some(refusal) = self.inner.state.sale(&sale)?.early_refusal(at, qty) {
+            if let Some(refusal) = self.inner.state.flash.sale(&sale)?.early_refusal(at, qty) {
                 return Err(refusal);
             }
         }
@@ -84,7 +84,7 @@ impl Engine {
     /// One flash sale as it stands now.
     pub fn flash_sale(&self, code: &str) -> Result<FlashSaleView> {
         let state = &self.inner.state;
-        let sale = state.sale(code)?;
+        let sale = state.flash.sale(code)?;
         let sale_state = sale.state.lock();
         Ok(sale.view(&sale_state, self.now(), &state.catalog.locations.read().codes))
     }
@@ -95,6 +95,7 @@ impl Engine {
         let now = self.now();
         // Lock order: a sale's mutex before the location table.
         state
+            .flash
             .all_sales()
             .iter()
             .map(|sale| {
@@ -108,7 +109,7 @@ impl Engine {
     pub(crate) fn expire_claims_and_end_sales(&self, now: Timestamp) -> Result<usize> {
         let state = &self.inner.state;
         let mut expired = 0;
-        for sale in state.all_sales() {
+        for sale in state.flash.all_sales() {
             let (due, end) = {
                 let mut sale_state = sale.state.lock();
                 let due = pop_due(&mut sale_state.expiries, now, CLAIM_EXPIRIES_PER_SWEEP_STEP_MAX);

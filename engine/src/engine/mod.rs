@@ -776,9 +776,9 @@ impl Engine {
     pub fn check_invariants(&self) -> Result<(), String> {
         let state = &self.inner.state;
         let guards = state.stock.lock_all();
-        let sales = state.all_sales();
+        let sales = state.flash.all_sales();
         let sale_states: Vec<_> = sales.iter().map(|sale| sale.state.lock()).collect();
-        let book = state.transfers.lock();
+        let book = state.transfers.book.lock();
         // (reserved, committed, incoming) each cell should show.
         let mut held: HashMap<(String, LocId), (i64, i64, i64)> = HashMap::new();
         for sale in &sale_states {
@@ -803,7 +803,7 @@ impl Engine {
                 }
             }
         }
-        crate::flash::check_sales(&sale_states, state)?;
+        crate::flash::check_sales(&sale_states, &state.stock)?;
         let mut active = 0;
         for entry in state.stock.reservations.iter() {
             let slot = |line: &HeldLine| (line.sku.to_string(), line.location);
@@ -1077,11 +1077,11 @@ fn capture(state: &State, wal: &Wal) -> Captured {
     // waiting location writer.
     let guards = state.stock.lock_all();
     // No sale is created without a shard lock, so the table cannot grow under this copy.
-    let sales = state.all_sales();
+    let sales = state.flash.all_sales();
     let sale_states: Vec<SaleState> = sales.iter().map(|sale| sale.state.lock().clone()).collect();
     // Transfers are few next to holds (bounded by `OPEN_TRANSFERS_MAX` and
     // `FINISHED_TRANSFERS_MAX`): a plain copy.
-    let transfers = state.transfers.lock().clone();
+    let transfers = state.transfers.book.lock().clone();
     let table = state.catalog.locations.read();
     // Every record appended so far was appended under one of the locks now held.
     let lsn = wal.last_lsn();
@@ -1110,8 +1110,8 @@ fn capture(state: &State, wal: &Wal) -> Captured {
         reservations,
         idempotency,
         sales: sale_states,
-        next_transfer_id: state.next_transfer_id.load(Ordering::Relaxed),
-        next_replenishment_id: state.next_replenishment_id.load(Ordering::Relaxed),
+        next_transfer_id: state.transfers.next_transfer_id.load(Ordering::Relaxed),
+        next_replenishment_id: state.transfers.next_replenishment_id.load(Ordering::Relaxed),
         transfers,
     }
 }
@@ -1257,7 +1257,7 @@ fn restore(state: &State, image: &Image) {
             customers: sale.customers.iter().map(|(customer, count)| (customer.as_str().into(), *count)).collect(),
             expiries: Default::default(),
         }));
-        state.sales.write().insert(sale.def.code.as_str().into(), restored.clone());
+        state.flash.sales.write().insert(sale.def.code.as_str().into(), restored.clone());
         sales.insert(sale.def.code.as_str(), restored);
     }
     let mut active = 0;
@@ -1373,9 +1373,9 @@ fn restore_transfers(state: &State, image: &Image, location_codes: &[Arc<str>]) 
         book.replenishments.insert(r.id, request);
     }
     book.reindex();
-    *state.transfers.lock() = book;
-    state.next_transfer_id.store(image.next_transfer_id, Ordering::Relaxed);
-    state.next_replenishment_id.store(image.next_replenishment_id, Ordering::Relaxed);
+    *state.transfers.book.lock() = book;
+    state.transfers.next_transfer_id.store(image.next_transfer_id, Ordering::Relaxed);
+    state.transfers.next_replenishment_id.store(image.next_replenishment_id, Ordering::Relaxed);
 }
 
 /// The book's own consistency: counts, and each line's shipped and received units against its

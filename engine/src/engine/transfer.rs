@@ -27,7 +27,7 @@ impl Engine {
         let lines = merge_transfer_lines(lines, &mut errors);
         check_note("note", &note, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
-        let id = self.inner.state.next_transfer_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.state.transfers.next_transfer_id.fetch_add(1, Ordering::Relaxed);
         let command = Command::CreateTransfer(CreateTransfer { id, from, to, lines, note });
         into_transfer(self.submit(ctx, self.now(), command)?)
     }
@@ -72,7 +72,7 @@ impl Engine {
     }
 
     pub fn transfer(&self, id: u64) -> Option<TransferView> {
-        self.inner.state.transfers.lock().transfers.get(&id).map(Transfer::view)
+        self.inner.state.transfers.book.lock().transfers.get(&id).map(Transfer::view)
     }
 
     /// A location asks for stock; nothing is held.
@@ -93,7 +93,7 @@ impl Engine {
         let lines = merge_transfer_lines(lines, &mut errors);
         check_note("note", &note, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
-        let id = self.inner.state.next_replenishment_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.state.transfers.next_replenishment_id.fetch_add(1, Ordering::Relaxed);
         let command = Command::RequestReplenishment(RequestReplenishment { id, location, from, lines, note });
         into_replenishment(self.submit(ctx, self.now(), command)?)
     }
@@ -111,7 +111,7 @@ impl Engine {
             check_code("from", from, &mut errors);
             finish(errors).map_err(EngineError::Invalid)?;
         }
-        let transfer_id = self.inner.state.next_transfer_id.fetch_add(1, Ordering::Relaxed);
+        let transfer_id = self.inner.state.transfers.next_transfer_id.fetch_add(1, Ordering::Relaxed);
         into_replenishment(self.submit(ctx, self.now(), Command::ApproveReplenishment { id, transfer_id, from })?)
     }
 
@@ -137,14 +137,14 @@ impl Engine {
     }
 
     pub fn replenishment(&self, id: u64) -> Option<ReplenishmentView> {
-        self.inner.state.transfers.lock().replenishments.get(&id).map(Replenishment::view)
+        self.inner.state.transfers.book.lock().replenishments.get(&id).map(Replenishment::view)
     }
 
     /// Cells below their reorder point (at `location`, or everywhere), in (location, SKU) order
     /// after `after`, at most `limit`; see [`Suggestion`]. A cell is listed when `available <
     /// reorder_point` and `available + incoming + on_order < reorder_point`; it is suggested
     /// `max(reorder_qty, reorder_point - available - incoming - on_order)` units. Inactive SKUs
-    /// are skipped. The source is the best other location ([`State::best_source`]'s order)
+    /// are skipped. The source is the best other location ([`crate::transfer::TransferScope::best_source`]'s order)
     /// for that quantity. Read shard by shard: a consistent answer per SKU, not a snapshot of
     /// the network.
     pub fn replenishment_suggestions(
@@ -156,7 +156,7 @@ impl Engine {
         let state = &self.inner.state;
         let today = day_of(self.now());
         let limit = limit.clamp(1, SUGGESTIONS_PAGE_MAX);
-        let on_order = state.transfers.lock().on_order();
+        let on_order = state.transfers.book.lock().on_order();
         let (codes, points) = {
             let table = state.catalog.locations.read();
             (table.codes.clone(), table.points.clone())

@@ -22,13 +22,13 @@
 //!
 //! A replenishment is a request from a location (`requested`; nothing is held). Approving it
 //! creates its transfer in the same command — source: the approval's `from`, else the
-//! request's, else the best source ([`State::best_source`]) — or fails with nothing changed.
+//! request's, else the best source ([`TransferScope::best_source`]) — or fails with nothing changed.
 //!
 //! Commands that resolve something under their locks (a receipt of "everything outstanding",
 //! an approval's best source) are logged resolved, so replay never decides anything again.
 //!
 //! Lock order: shard mutexes (ascending), then the transfer book ([`TransferBook`], one mutex
-//! in `State`), then the location table. Transfers are rare next to reservations, so one mutex
+//! in [`Transfers`]), then the location table. Transfers are rare next to reservations, so one mutex
 //! for all of them costs nothing and keeps open counts and ids exact.
 
 use std::cmp::Ordering as CmpOrdering;
@@ -39,14 +39,13 @@ use std::sync::Arc;
 use rkyv::{Archive, Deserialize, Serialize};
 use rustc_hash::FxHashMap;
 
+use crate::catalog::{Catalog, LocId};
 use crate::cell::{Cell, Lot};
-use crate::command::{Command, LogRecord};
 use crate::error::{Conflict, EngineError, Entity, FieldError, Result, Shortfall};
 use crate::limits::*;
 use crate::model::{check_code, check_text};
-use crate::state::{Guards, LocId, State};
+use crate::stock::{Guards, Stock};
 use crate::time::{day_of, Day, Timestamp};
-use crate::view::Outcome;
 
 // ---- commands (as logged) ------------------------------------------------------------------
 
@@ -311,7 +310,7 @@ impl Replenishment {
     }
 }
 
-/// Every transfer and replenishment the engine keeps, behind one mutex in `State`.
+/// Every transfer and replenishment the engine keeps, behind one mutex in [`Transfers`].
 ///
 /// Open ones are kept until they finish; finished ones (received, cancelled, approved,
 /// rejected) for [`FINISHED_TRANSFER_RETENTION_MS`] and at most [`FINISHED_TRANSFERS_MAX`]
@@ -333,7 +332,7 @@ impl TransferBook {
         self.transfers.get_mut(&id).ok_or_else(|| EngineError::not_found(Entity::Transfer, id.to_string()))
     }
 
-    fn replenishment_mut(&mut self, id: u64) -> Result<&mut Replenishment> {
+    pub(crate) fn replenishment_mut(&mut self, id: u64) -> Result<&mut Replenishment> {
         self.replenishments.get_mut(&id).ok_or_else(|| EngineError::not_found(Entity::Replenishment, id.to_string()))
     }
 
@@ -349,7 +348,7 @@ impl TransferBook {
         }
     }
 
-    fn replenishment_decided(&mut self, id: u64, at: Timestamp) {
+    pub(crate) fn replenishment_decided(&mut self, id: u64, at: Timestamp) {
         self.open_replenishments -= 1;
         crate::time::push_in_time_order(&mut self.finished_replenishments, (at, id));
         if self.finished_replenishments.len() > FINISHED_REPLENISHMENTS_MAX {
@@ -428,20 +427,6 @@ impl TransferBook {
     }
 }
 
-/// Whether a command is a transfer or replenishment step, run by [`State::apply_transfer`].
-pub(crate) fn is_transfer_command(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::CreateTransfer(_)
-            | Command::ShipTransfer { .. }
-            | Command::ReceiveTransfer { .. }
-            | Command::CancelTransfer { .. }
-            | Command::RequestReplenishment(_)
-            | Command::ApproveReplenishment { .. }
-            | Command::RejectReplenishment { .. }
-    )
-}
-
 /// Ships `qty` units (FEFO, [`Cell::ship`]) and returns the lots they came from.
 fn ship_tracking_lots(cell: &mut Cell, qty: i64, today: Day) -> Vec<Lot> {
     if cell.lots.is_none() {
@@ -503,78 +488,40 @@ pub(crate) fn better_source(a: &Candidate<'_>, b: &Candidate<'_>) -> CmpOrdering
         .then(a.code.cmp(b.code))
 }
 
-fn conflict(message: String) -> EngineError {
+pub(crate) fn conflict(message: String) -> EngineError {
     Conflict::Other(message).into()
 }
 
-impl State {
-    /// Checks and applies one transfer or replenishment command (its shards and the book
-    /// locked); on error nothing changed. Returns the outcome and, when the command resolved
-    /// something, the record to log instead of the one given.
-    pub(crate) fn apply_transfer(
-        &self,
-        record: &LogRecord,
-        guards: &mut Guards<'_>,
-        book: &mut TransferBook,
-    ) -> Result<(Outcome, Option<LogRecord>)> {
-        let at = record.at;
-        let resolved = |command: Command| LogRecord {
-            at: record.at,
-            actor: record.actor.clone(),
-            idempotency: record.idempotency.clone(),
-            command,
-        };
-        match &record.command {
-            Command::CreateTransfer(create) => {
-                let view = self.create_transfer_in(at, create, None, guards, book)?;
-                Ok((Outcome::Transfer(Box::new(view)), None))
-            }
-            Command::ShipTransfer { id } => {
-                Ok((Outcome::Transfer(Box::new(self.ship_transfer_in(at, *id, guards, book)?)), None))
-            }
-            Command::ReceiveTransfer { id, lines } => {
-                let (view, all) = self.receive_transfer_in(at, *id, lines, guards, book)?;
-                let record = all.map(|lines| resolved(Command::ReceiveTransfer { id: *id, lines }));
-                Ok((Outcome::Transfer(Box::new(view)), record))
-            }
-            Command::CancelTransfer { id } => {
-                Ok((Outcome::Transfer(Box::new(self.cancel_transfer_in(at, *id, guards, book)?)), None))
-            }
-            Command::RequestReplenishment(request) => {
-                let view = self.request_replenishment_in(at, request, guards, book)?;
-                Ok((Outcome::Replenishment(Box::new(view)), None))
-            }
-            Command::ApproveReplenishment { id, transfer_id, from } => {
-                let view = self.approve_in(at, *id, *transfer_id, from.as_deref(), guards, book)?;
-                let record = match from {
-                    Some(_) => None,
-                    None => Some(resolved(Command::ApproveReplenishment {
-                        id: *id,
-                        transfer_id: *transfer_id,
-                        from: view.from.clone(),
-                    })),
-                };
-                Ok((Outcome::Replenishment(Box::new(view)), record))
-            }
-            Command::RejectReplenishment { id, reason } => {
-                let request = book.replenishment_mut(*id)?;
-                if request.status != ReplenishmentStatus::Requested {
-                    return Err(conflict(format!(
-                        "replenishment {id} is {}; only a requested one can be rejected",
-                        request.status.as_str()
-                    )));
-                }
-                request.status = ReplenishmentStatus::Rejected;
-                request.decided_at = Some(at);
-                request.reason = reason.as_deref().map(Into::into);
-                let view = request.view();
-                book.replenishment_decided(*id, at);
-                Ok((Outcome::Replenishment(Box::new(view)), None))
-            }
-            _ => Err(EngineError::Internal("not a transfer command".into())),
+/// The transfer domain's state: the book (behind one mutex, taken after the shards a command
+/// locks) and the id counters.
+#[derive(Debug)]
+pub(crate) struct Transfers {
+    pub book: parking_lot::Mutex<TransferBook>,
+    pub next_transfer_id: std::sync::atomic::AtomicU64,
+    pub next_replenishment_id: std::sync::atomic::AtomicU64,
+}
+
+impl Transfers {
+    pub fn new() -> Self {
+        Transfers {
+            book: parking_lot::Mutex::new(TransferBook::default()),
+            next_transfer_id: std::sync::atomic::AtomicU64::new(1),
+            next_replenishment_id: std::sync::atomic::AtomicU64::new(1),
         }
     }
+}
 
+/// What transfer and replenishment commands work on besides the book: the catalog, the stock
+/// (a held line is a hold on its source cell; shipping and receiving move units between cells)
+/// and the id counters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransferScope<'a> {
+    pub catalog: &'a Catalog,
+    pub stock: &'a Stock,
+    pub transfers: &'a Transfers,
+}
+
+impl TransferScope<'_> {
     /// Resolves a location code to its id and shared code.
     fn transfer_location(&self, code: &str) -> Result<(LocId, Arc<str>)> {
         let table = self.catalog.locations.read();
@@ -582,7 +529,7 @@ impl State {
         Ok((id, table.codes[id as usize].clone()))
     }
 
-    fn create_transfer_in(
+    pub(crate) fn create_transfer_in(
         &self,
         at: Timestamp,
         create: &CreateTransfer,
@@ -647,11 +594,11 @@ impl State {
         let view = transfer.view();
         book.transfers.insert(create.id, transfer);
         book.open_transfers += 1;
-        self.next_transfer_id.fetch_max(create.id + 1, Ordering::Relaxed);
+        self.transfers.next_transfer_id.fetch_max(create.id + 1, Ordering::Relaxed);
         Ok(view)
     }
 
-    fn ship_transfer_in(
+    pub(crate) fn ship_transfer_in(
         &self,
         at: Timestamp,
         id: u64,
@@ -696,7 +643,7 @@ impl State {
 
     /// Receives `lines` (empty: everything outstanding); returns the view and, for "everything",
     /// the lines that were received.
-    fn receive_transfer_in(
+    pub(crate) fn receive_transfer_in(
         &self,
         at: Timestamp,
         id: u64,
@@ -765,7 +712,7 @@ impl State {
         Ok((view, all))
     }
 
-    fn cancel_transfer_in(
+    pub(crate) fn cancel_transfer_in(
         &self,
         at: Timestamp,
         id: u64,
@@ -794,7 +741,7 @@ impl State {
         Ok(view)
     }
 
-    fn request_replenishment_in(
+    pub(crate) fn request_replenishment_in(
         &self,
         at: Timestamp,
         request: &RequestReplenishment,
@@ -837,11 +784,11 @@ impl State {
         let view = replenishment.view();
         book.replenishments.insert(request.id, replenishment);
         book.open_replenishments += 1;
-        self.next_replenishment_id.fetch_max(request.id + 1, Ordering::Relaxed);
+        self.transfers.next_replenishment_id.fetch_max(request.id + 1, Ordering::Relaxed);
         Ok(view)
     }
 
-    fn approve_in(
+    pub(crate) fn approve_in(
         &self,
         at: Timestamp,
         id: u64,

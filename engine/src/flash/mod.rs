@@ -24,18 +24,30 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rkyv::{Archive, Deserialize, Serialize};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use crate::command::{Claim, LogRecord};
+use crate::catalog::{Catalog, LocId};
 use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
 use crate::limits::*;
-use crate::state::{ChannelName, Guards, HeldLine, LocId, Reservation, ReservationCore, SkuEntry, State};
+use crate::stock::views::{ReservationStatus, ReservationView};
 pub(crate) use crate::stock::PoolReturn;
+use crate::stock::{ChannelName, Guards, HeldLine, Reservation, ReservationCore, SkuEntry, Stock};
 use crate::time::{day_of, Timestamp};
-use crate::view::{Outcome, ReservationStatus};
+
+/// A flash-sale claim. Which cell(s) of the pool it takes from follows from the pool's state,
+/// so replay picks the same ones.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub sale: String,
+    /// The id of the reservation the claim becomes.
+    pub id: u64,
+    pub channel: String,
+    pub customer: String,
+    pub qty: u32,
+}
 
 /// A flash sale as defined by its owner (and as logged).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -233,23 +245,46 @@ fn not_active(code: &str, now: Timestamp, starts_at: Timestamp) -> EngineError {
     Conflict::SaleNotActive { sale: code.to_owned(), status }.into()
 }
 
-impl State {
+/// The flash-sale domain's state: sales by code, read-mostly (claims only clone an entry out).
+#[derive(Debug, Default)]
+pub(crate) struct FlashSales {
+    pub sales: RwLock<FxHashMap<Box<str>, Arc<Sale>>>,
+}
+
+impl FlashSales {
     /// Resolves a sale by code under a short read of the sales table.
     pub(crate) fn sale(&self, code: &str) -> Result<Arc<Sale>> {
         self.sales.read().get(code).cloned().ok_or_else(|| EngineError::not_found(Entity::FlashSale, code))
     }
 
+    /// The sales table's entries, for sweeps, snapshots and checks.
+    pub(crate) fn all_sales(&self) -> Vec<Arc<Sale>> {
+        let mut sales: Vec<Arc<Sale>> = self.sales.read().values().cloned().collect();
+        sales.sort_unstable_by(|a, b| a.code.cmp(&b.code));
+        sales
+    }
+}
+
+/// What flash-sale commands work on besides the sale itself: the catalog and the stock (a
+/// pool is a hold on cells, a claim is a reservation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlashScope<'a> {
+    pub catalog: &'a Catalog,
+    pub stock: &'a Stock,
+}
+
+impl FlashScope<'_> {
     /// Creates a sale (carving its pool) or changes one: window, limits and hold time change
     /// freely; a larger quantity carves more, a smaller one gives back unclaimed units.
     pub(crate) fn apply_put_sale(
         &self,
-        record: &LogRecord,
+        at: Timestamp,
         def: &FlashSaleDef,
         guards: &mut Guards<'_>,
         existing: Option<(&Sale, &mut SaleState)>,
         sales_count: usize,
-    ) -> Result<(Outcome, Option<Arc<Sale>>)> {
-        let today = day_of(record.at);
+    ) -> Result<(bool, FlashSaleView, Option<Arc<Sale>>)> {
+        let today = day_of(at);
         let location = match &def.location {
             Some(code) => Some(
                 self.catalog
@@ -266,7 +301,7 @@ impl State {
             if sales_count >= FLASH_SALES_MAX {
                 return Err(EngineError::invalid("code", "too many flash sales"));
             }
-            let pool = carve(&def.sku, entry, location, def.quantity, today, &[], self)?;
+            let pool = carve(&def.sku, entry, location, def.quantity, today, &[], self.catalog)?;
             let state = SaleState {
                 def: def.clone(),
                 pool,
@@ -277,8 +312,8 @@ impl State {
                 expiries: BinaryHeap::new(),
             };
             let sale = Arc::new(Sale::new(state));
-            let view = sale.view(&sale.state.lock(), record.at, &self.catalog.locations.read().codes);
-            return Ok((Outcome::FlashSale { created: true, view }, Some(sale)));
+            let view = sale.view(&sale.state.lock(), at, &self.catalog.locations.read().codes);
+            return Ok((true, view, Some(sale)));
         };
         if state.def.sku != def.sku || state.def.location != def.location {
             return Err(Conflict::Other(format!(
@@ -300,7 +335,8 @@ impl State {
             .into());
         }
         if def.quantity > state.def.quantity {
-            let more = carve(&def.sku, entry, location, def.quantity - state.def.quantity, today, &state.pool, self)?;
+            let more =
+                carve(&def.sku, entry, location, def.quantity - state.def.quantity, today, &state.pool, self.catalog)?;
             for share in more {
                 match state.pool.iter_mut().find(|s| s.location == share.location) {
                     Some(existing) => existing.remaining += share.remaining,
@@ -332,19 +368,18 @@ impl State {
         }
         state.def = def.clone();
         sale.publish(state);
-        let view = sale.view(state, record.at, &self.catalog.locations.read().codes);
-        Ok((Outcome::FlashSale { created: false, view }, None))
+        let view = sale.view(state, at, &self.catalog.locations.read().codes);
+        Ok((false, view, None))
     }
 
     /// Turns a claim into a reservation held on the pool's cell(s).
     pub(crate) fn apply_claim(
         &self,
-        record: &LogRecord,
+        at: Timestamp,
         claim: &Claim,
         sale: &Arc<Sale>,
         state: &mut SaleState,
-    ) -> Result<Outcome> {
-        let at = record.at;
+    ) -> Result<ReservationView> {
         if self.stock.reservations.contains_key(&claim.id) {
             return Err(EngineError::Internal(format!("reservation id {} reused", claim.id)));
         }
@@ -405,21 +440,21 @@ impl State {
         self.stock.reservations.insert(claim.id, reservation);
         self.stock.next_reservation_id.fetch_max(claim.id + 1, Ordering::Relaxed);
         self.stock.active_reservations.fetch_add(1, Ordering::Relaxed);
-        Ok(Outcome::Reservation(view))
+        Ok(view)
     }
 
     /// The sale is over: the pool's unclaimed units go back to their cells.
     pub(crate) fn apply_end_sale(
         &self,
-        record: &LogRecord,
+        at: Timestamp,
         sale: &Sale,
         state: &mut SaleState,
         guards: &mut Guards<'_>,
-    ) -> Result<Outcome> {
+    ) -> Result<FlashSaleView> {
         if state.ended {
             return Err(Conflict::Other(format!("flash sale {} has already ended", state.def.code)).into());
         }
-        if record.at < state.def.ends_at {
+        if at < state.def.ends_at {
             return Err(Conflict::Other(format!("flash sale {} is not due to end", state.def.code)).into());
         }
         let entry = self.stock.sku_mut(guards, &state.def.sku)?;
@@ -430,13 +465,12 @@ impl State {
         }
         state.ended = true;
         sale.publish(state);
-        let view = sale.view(state, record.at, &self.catalog.locations.read().codes);
-        Ok(Outcome::FlashSale { created: false, view })
+        let view = sale.view(state, at, &self.catalog.locations.read().codes);
+        Ok(view)
     }
 
     /// Books a claim's status change on its sale; returns where released units went.
     pub(crate) fn book_claim_change(
-        &self,
         reservation: &Reservation,
         to: ReservationStatus,
         sale: &Sale,
@@ -482,13 +516,6 @@ impl State {
             })
             .collect()
     }
-
-    /// The sales table's entries, for sweeps, snapshots and checks.
-    pub(crate) fn all_sales(&self) -> Vec<Arc<Sale>> {
-        let mut sales: Vec<Arc<Sale>> = self.sales.read().values().cloned().collect();
-        sales.sort_unstable_by(|a, b| a.code.cmp(&b.code));
-        sales
-    }
 }
 
 /// How each pooled cell's `reserved` moved when a sale's pool went from `before` to `after`.
@@ -513,9 +540,9 @@ fn carve(
     quantity: u32,
     today: crate::time::Day,
     pool: &[PoolCell],
-    state: &State,
+    catalog: &Catalog,
 ) -> Result<SmallVec<[PoolCell; 1]>> {
-    let table = state.catalog.locations.read();
+    let table = catalog.locations.read();
     let mut candidates: SmallVec<[(LocId, i64); 8]> = match location {
         Some(id) => smallvec::smallvec![(id, entry.cell(id).map_or(0, |cell| cell.available(today)))],
         None => entry
@@ -559,10 +586,10 @@ fn carve(
 /// up, `held` is what live claims hold, and per-customer counts match and keep to the limit.
 pub(crate) fn check_sales<S: std::ops::Deref<Target = SaleState>>(
     sales: &[S],
-    state: &State,
+    stock: &Stock,
 ) -> std::result::Result<(), String> {
     let mut claims: FxHashMap<&str, (u64, u64)> = FxHashMap::default();
-    let reservations: Vec<_> = state.stock.reservations.iter().filter(|r| r.core.sale.is_some()).collect();
+    let reservations: Vec<_> = stock.reservations.iter().filter(|r| r.core.sale.is_some()).collect();
     for r in &reservations {
         let Some(sale) = &r.core.sale else { continue };
         let qty: u64 = r.core.lines.iter().map(|line| u64::from(line.qty)).sum();
