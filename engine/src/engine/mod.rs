@@ -36,10 +36,9 @@ use crate::state::{
     ChannelName, Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, ReservationCore, Sink,
     SkuEntry, State,
 };
+use crate::stock::HoldLedger;
 use crate::time::{day_of, Clock, SystemClock, Timestamp};
-use crate::transfer::{
-    Replenishment, ReplenishmentStatus, Transfer, TransferBook, TransferLine, TransferLineState, TransferStatus,
-};
+use crate::transfer::{Replenishment, Transfer, TransferBook, TransferLine, TransferLineState};
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView, SkuStock, StockTotals};
 use crate::wal::{
     DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Retention, Wal, WalConfig, WalError, WalStats,
@@ -775,88 +774,19 @@ impl Engine {
     /// not yet received by the transfers into the cell.
     pub fn check_invariants(&self) -> Result<(), String> {
         let state = &self.inner.state;
+        // The lock order: shards, then the sales, then the transfer book.
         let guards = state.stock.lock_all();
         let sales = state.flash.all_sales();
         let sale_states: Vec<_> = sales.iter().map(|sale| sale.state.lock()).collect();
         let book = state.transfers.book.lock();
-        // (reserved, committed, incoming) each cell should show.
-        let mut held: HashMap<(String, LocId), (i64, i64, i64)> = HashMap::new();
-        for sale in &sale_states {
-            if !sale.ended {
-                for share in &sale.pool {
-                    held.entry((sale.def.sku.clone(), share.location)).or_default().0 += i64::from(share.remaining);
-                }
-            }
-        }
-        check_transfers(&book)?;
-        for transfer in book.transfers.values() {
-            for line in &transfer.lines {
-                match transfer.status {
-                    TransferStatus::Held => {
-                        held.entry((line.sku.to_string(), transfer.from)).or_default().0 += i64::from(line.qty)
-                    }
-                    TransferStatus::Shipped | TransferStatus::PartiallyReceived => {
-                        held.entry((line.sku.to_string(), transfer.to)).or_default().2 +=
-                            i64::from(line.shipped - line.received)
-                    }
-                    TransferStatus::Received | TransferStatus::Cancelled => {}
-                }
-            }
-        }
+        // Each domain that holds stock checks itself and counts its holds; the stock domain
+        // then checks every cell against the count.
+        let mut holds = HoldLedger::default();
         crate::flash::check_sales(&sale_states, &state.stock)?;
-        let mut active = 0;
-        for entry in state.stock.reservations.iter() {
-            let slot = |line: &HeldLine| (line.sku.to_string(), line.location);
-            match entry.status {
-                ReservationStatus::Active => {
-                    active += 1;
-                    for line in entry.core.lines.iter() {
-                        held.entry(slot(line)).or_default().0 += i64::from(line.qty);
-                    }
-                }
-                ReservationStatus::Committed => {
-                    for line in entry.core.lines.iter() {
-                        held.entry(slot(line)).or_default().1 += i64::from(line.qty);
-                    }
-                }
-                _ => {}
-            }
-        }
-        for guard in &guards {
-            for entry in guard.skus.values() {
-                for (location, cell) in &entry.cells {
-                    cell.check().map_err(|e| format!("{}@{location}: {e}", entry.code))?;
-                    let (reserved, committed, incoming) =
-                        held.remove(&(entry.code.to_string(), *location)).unwrap_or_default();
-                    if cell.incoming != incoming {
-                        return Err(format!(
-                            "{}@{location}: incoming {} but transfers in transit carry {incoming}",
-                            entry.code, cell.incoming
-                        ));
-                    }
-                    if cell.reserved != reserved {
-                        return Err(format!(
-                            "{}@{location}: reserved {} but holds sum to {reserved}",
-                            entry.code, cell.reserved
-                        ));
-                    }
-                    if cell.committed != committed {
-                        return Err(format!(
-                            "{}@{location}: committed {} but lines sum to {committed}",
-                            entry.code, cell.committed
-                        ));
-                    }
-                }
-            }
-        }
-        if let Some(((sku, location), _)) = held.into_iter().find(|(_, (r, c, i))| *r != 0 || *c != 0 || *i != 0) {
-            return Err(format!("holds on {sku}@{location}, which has no cell"));
-        }
-        let counted = state.stock.active_reservations.load(Ordering::Relaxed);
-        if counted != active {
-            return Err(format!("active_reservations says {counted}, there are {active}"));
-        }
-        Ok(())
+        crate::flash::count_holds(&sale_states, &mut holds);
+        book.check()?;
+        book.count_holds(&mut holds);
+        state.stock.check(&guards, holds)
     }
 
     /// Stops the background threads, then flushes and syncs the log.
@@ -1380,45 +1310,6 @@ fn restore_transfers(state: &State, image: &Image, location_codes: &[Arc<str>]) 
 
 /// The book's own consistency: counts, and each line's shipped and received units against its
 /// status.
-fn check_transfers(book: &TransferBook) -> Result<(), String> {
-    let open = book.transfers.values().filter(|t| t.status.is_open()).count();
-    if open != book.open_transfers {
-        return Err(format!("open_transfers says {}, there are {open}", book.open_transfers));
-    }
-    let requested = book.replenishments.values().filter(|r| r.status == ReplenishmentStatus::Requested).count();
-    if requested != book.open_replenishments {
-        return Err(format!("open_replenishments says {}, there are {requested}", book.open_replenishments));
-    }
-    for t in book.transfers.values() {
-        for line in &t.lines {
-            let shipped_ok = match t.status {
-                TransferStatus::Held | TransferStatus::Cancelled => line.shipped == 0 && line.received == 0,
-                TransferStatus::Shipped => line.shipped == line.qty && line.received == 0,
-                TransferStatus::PartiallyReceived => line.shipped == line.qty && line.received <= line.shipped,
-                TransferStatus::Received => line.shipped == line.qty && line.received == line.shipped,
-            };
-            if !shipped_ok {
-                return Err(format!(
-                    "transfer {} is {} with {} line {}: shipped {} received {}",
-                    t.id,
-                    t.status.as_str(),
-                    line.sku,
-                    line.qty,
-                    line.shipped,
-                    line.received
-                ));
-            }
-        }
-    }
-    for r in book.replenishments.values() {
-        let approved = r.status == ReplenishmentStatus::Approved;
-        if approved != r.transfer.is_some() {
-            return Err(format!("replenishment {} is {} with transfer {:?}", r.id, r.status.as_str(), r.transfer));
-        }
-    }
-    Ok(())
-}
-
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.wal.flush();

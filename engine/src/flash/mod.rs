@@ -34,7 +34,7 @@ use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
 use crate::limits::*;
 use crate::stock::views::{ReservationStatus, ReservationView};
 pub(crate) use crate::stock::PoolReturn;
-use crate::stock::{ChannelName, Guards, HeldLine, Reservation, ReservationCore, SkuEntry, Stock};
+use crate::stock::{ChannelName, Guards, HeldLine, HoldLedger, Reservation, ReservationCore, SkuEntry, Stock};
 use crate::time::{day_of, Timestamp};
 
 /// A flash-sale claim. Which cell(s) of the pool it takes from follows from the pool's state,
@@ -584,6 +584,18 @@ fn carve(
 
 /// Checks SPEC invariant 5 on every sale (its locks held, with every shard's): the pool adds
 /// up, `held` is what live claims hold, and per-customer counts match and keep to the limit.
+/// Adds the units still in open pools to their cells' `reserved` in `holds` (claims are
+/// reservations and the stock domain counts them).
+pub(crate) fn count_holds<S: std::ops::Deref<Target = SaleState>>(sales: &[S], holds: &mut HoldLedger) {
+    for sale in sales {
+        if !sale.ended {
+            for share in &sale.pool {
+                holds.entry((sale.def.sku.clone(), share.location)).or_default().reserved += i64::from(share.remaining);
+            }
+        }
+    }
+}
+
 pub(crate) fn check_sales<S: std::ops::Deref<Target = SaleState>>(
     sales: &[S],
     stock: &Stock,

@@ -224,6 +224,18 @@ pub enum PoolReturn {
     ToCell,
 }
 
+/// What the holders of stock (reservations, flash-sale pools, transfers) say a cell should
+/// show: (SKU, location) to the units they hold.
+pub(crate) type HoldLedger = std::collections::HashMap<(String, LocId), CellHolds>;
+
+/// Units held on one cell, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CellHolds {
+    pub reserved: i64,
+    pub committed: i64,
+    pub incoming: i64,
+}
+
 pub(crate) type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, ShardState>); 4]>;
 
 /// The stock domain's state: the shards and the reservations.
@@ -605,6 +617,66 @@ impl Stock {
         let (view, home) = self.modify(id, ReservationStatus::Active, |r| r.expires_at = expires_at)?;
         self.shard_mut(guards, home)?.expiries.push(Reverse((expires_at, id)));
         Ok(view)
+    }
+
+    /// Checks SPEC invariant 2 and each cell's own consistency over the whole state: every
+    /// cell's `reserved`, `committed` and `incoming` equal what its holders say (`holds`, from
+    /// the other domains, plus the reservations counted here), and the active count is right.
+    /// `guards` are every shard's.
+    pub fn check(&self, guards: &[MutexGuard<'_, ShardState>], mut holds: HoldLedger) -> Result<(), String> {
+        let mut active = 0;
+        for entry in self.reservations.iter() {
+            let slot = |line: &HeldLine| (line.sku.to_string(), line.location);
+            match entry.status {
+                ReservationStatus::Active => {
+                    active += 1;
+                    for line in entry.core.lines.iter() {
+                        holds.entry(slot(line)).or_default().reserved += i64::from(line.qty);
+                    }
+                }
+                ReservationStatus::Committed => {
+                    for line in entry.core.lines.iter() {
+                        holds.entry(slot(line)).or_default().committed += i64::from(line.qty);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for guard in guards {
+            for entry in guard.skus.values() {
+                for (location, cell) in &entry.cells {
+                    cell.check().map_err(|e| format!("{}@{location}: {e}", entry.code))?;
+                    let CellHolds { reserved, committed, incoming } =
+                        holds.remove(&(entry.code.to_string(), *location)).unwrap_or_default();
+                    if cell.incoming != incoming {
+                        return Err(format!(
+                            "{}@{location}: incoming {} but transfers in transit carry {incoming}",
+                            entry.code, cell.incoming
+                        ));
+                    }
+                    if cell.reserved != reserved {
+                        return Err(format!(
+                            "{}@{location}: reserved {} but holds sum to {reserved}",
+                            entry.code, cell.reserved
+                        ));
+                    }
+                    if cell.committed != committed {
+                        return Err(format!(
+                            "{}@{location}: committed {} but lines sum to {committed}",
+                            entry.code, cell.committed
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(((sku, location), _)) = holds.into_iter().find(|(_, held)| *held != CellHolds::default()) {
+            return Err(format!("holds on {sku}@{location}, which has no cell"));
+        }
+        let counted = self.active_reservations.load(Ordering::Relaxed);
+        if counted != active {
+            return Err(format!("active_reservations says {counted}, there are {active}"));
+        }
+        Ok(())
     }
 
     /// Whether any finished reservation is older than its retention as of `now`.

@@ -44,7 +44,7 @@ use crate::cell::{Cell, Lot};
 use crate::error::{Conflict, EngineError, Entity, FieldError, Result, Shortfall};
 use crate::limits::*;
 use crate::model::{check_code, check_text};
-use crate::stock::{Guards, Stock};
+use crate::stock::{Guards, HoldLedger, Stock};
 use crate::time::{day_of, Day, Timestamp};
 
 // ---- commands (as logged) ------------------------------------------------------------------
@@ -392,6 +392,67 @@ impl TransferBook {
             }
         }
         pruned
+    }
+
+    /// The book's own consistency: open counts, shipped and received units per status, and
+    /// approvals with their transfer.
+    pub fn check(&self) -> Result<(), String> {
+        let book = self;
+        let open = book.transfers.values().filter(|t| t.status.is_open()).count();
+        if open != book.open_transfers {
+            return Err(format!("open_transfers says {}, there are {open}", book.open_transfers));
+        }
+        let requested = book.replenishments.values().filter(|r| r.status == ReplenishmentStatus::Requested).count();
+        if requested != book.open_replenishments {
+            return Err(format!("open_replenishments says {}, there are {requested}", book.open_replenishments));
+        }
+        for t in book.transfers.values() {
+            for line in &t.lines {
+                let shipped_ok = match t.status {
+                    TransferStatus::Held | TransferStatus::Cancelled => line.shipped == 0 && line.received == 0,
+                    TransferStatus::Shipped => line.shipped == line.qty && line.received == 0,
+                    TransferStatus::PartiallyReceived => line.shipped == line.qty && line.received <= line.shipped,
+                    TransferStatus::Received => line.shipped == line.qty && line.received == line.shipped,
+                };
+                if !shipped_ok {
+                    return Err(format!(
+                        "transfer {} is {} with {} line {}: shipped {} received {}",
+                        t.id,
+                        t.status.as_str(),
+                        line.sku,
+                        line.qty,
+                        line.shipped,
+                        line.received
+                    ));
+                }
+            }
+        }
+        for r in book.replenishments.values() {
+            let approved = r.status == ReplenishmentStatus::Approved;
+            if approved != r.transfer.is_some() {
+                return Err(format!("replenishment {} is {} with transfer {:?}", r.id, r.status.as_str(), r.transfer));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds what transfers hold to `holds`: held lines in their source's `reserved`, shipped
+    /// and not yet received units in their destination's `incoming`.
+    pub fn count_holds(&self, holds: &mut HoldLedger) {
+        for transfer in self.transfers.values() {
+            for line in &transfer.lines {
+                match transfer.status {
+                    TransferStatus::Held => {
+                        holds.entry((line.sku.to_string(), transfer.from)).or_default().reserved += i64::from(line.qty)
+                    }
+                    TransferStatus::Shipped | TransferStatus::PartiallyReceived => {
+                        holds.entry((line.sku.to_string(), transfer.to)).or_default().incoming +=
+                            i64::from(line.shipped - line.received)
+                    }
+                    TransferStatus::Received | TransferStatus::Cancelled => {}
+                }
+            }
+        }
     }
 
     /// Rebuilds the counters and pruning queues after a restore.
