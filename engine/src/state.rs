@@ -24,12 +24,12 @@ use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::audit::{AuditHint, AuditLog};
-pub(crate) use crate::catalog::{Catalog, LocId, LocationTable};
+pub(crate) use crate::catalog::{Catalog, LocId};
 use crate::command::{Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive};
 use crate::error::{Conflict, EngineError, Entity, Result};
 use crate::flash::{pool_change, FlashSales, FlashScope, PoolReturn, Sale, SaleState};
 use crate::limits::*;
-pub(crate) use crate::stock::{ChannelName, Guards, HeldLine, Reservation, ReservationCore, SkuEntry, Stock};
+pub(crate) use crate::stock::{Guards, Reservation, Stock};
 use crate::time::Timestamp;
 use crate::transfer::{conflict as transfer_conflict, ReplenishmentStatus, TransferBook, TransferScope, Transfers};
 use crate::view::Outcome;

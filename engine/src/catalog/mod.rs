@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use rkyv::{Archive, Deserialize, Serialize};
 use rustc_hash::FxHashMap;
 
 use crate::error::{EngineError, Entity, Result};
@@ -80,5 +81,34 @@ impl Catalog {
                 true
             }
         })
+    }
+}
+
+/// The section's name in a snapshot file.
+pub const SECTION: &str = "catalog";
+/// 1: locations in table order (as in snapshot format 3).
+pub const SECTION_VERSION: u32 = 1;
+
+/// The catalog's snapshot section: every location, in table order (their index is their
+/// [`LocId`], which cells and holds store).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct CatalogSection {
+    pub locations: Vec<LocationDef>,
+}
+
+impl Catalog {
+    /// Copies the table (the caller holds the shards: the lock order).
+    pub(crate) fn capture(&self) -> CatalogSection {
+        CatalogSection { locations: self.locations.read().defs.clone() }
+    }
+
+    /// Rebuilds the table from its section (start-up only); returns the shared location codes.
+    pub(crate) fn restore(&self, section: &CatalogSection) -> Vec<Arc<str>> {
+        let mut table = self.locations.write();
+        *table = LocationTable::default();
+        for def in &section.locations {
+            table.insert(def.clone());
+        }
+        table.codes.clone()
     }
 }

@@ -10,7 +10,6 @@ mod transfer;
 mod valuation;
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,25 +19,21 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::audit::{AuditLog, MovementPage, MovementQuery};
+use crate::catalog::CatalogSection;
 use crate::command::{
     Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve, ReserveLine,
 };
 use crate::docstore::{DocumentStore, MemoryStore, SledStore};
 use crate::error::{EngineError, Entity, FieldError, Result};
-use crate::flash::{Sale, SaleState};
+use crate::flash::snapshot::FlashCapture;
 use crate::limits::*;
 use crate::model::{check_channel, check_code, check_text, finish, LocationDef, SkuDef};
-use crate::snapshot::{
-    self, HeldLineImage, IdempotencyImage, Image, ReplenishmentImage, ReservationImage, SaleImage, SkuImage,
-    TransferImage, TransferLineImage,
-};
-use crate::state::{
-    ChannelName, Context, HeldLine, IdempotencyState, LocId, LocationTable, Reservation, ReservationCore, Sink,
-    SkuEntry, State,
-};
+use crate::snapshot::{self, IdempotencyImage, IdempotencySection, Image};
+use crate::state::{Context, IdempotencyState, LocId, Sink, State};
+use crate::stock::snapshot::StockCapture;
 use crate::stock::HoldLedger;
 use crate::time::{day_of, Clock, SystemClock, Timestamp};
-use crate::transfer::{Replenishment, Transfer, TransferBook, TransferLine, TransferLineState};
+use crate::transfer::snapshot::TransferCapture;
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView, SkuStock, StockTotals};
 use crate::wal::{
     DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Retention, Wal, WalConfig, WalError, WalStats,
@@ -710,7 +705,7 @@ impl Engine {
                 .spawn_scoped(scope, move || {
                     let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
                     let image = into_image(captured, now);
-                    let cells: usize = image.skus.iter().map(|s| s.cells.len()).sum();
+                    let cells: usize = image.stock.skus.iter().map(|s| s.cells.len()).sum();
                     snapshot::write(storage, &image).map(|written| (image.lsn, cells, written))
                 })
                 .map_err(|e| EngineError::Storage(format!("starting the snapshot writer: {e}")))?
@@ -734,14 +729,14 @@ impl Engine {
     /// up an id without a log record, so they are a bound, not state.
     pub fn canonical_image(&self) -> Image {
         let mut image = into_image(capture(&self.inner.state, &self.inner.wal), 0);
-        image.next_reservation_id = 0;
-        image.next_transfer_id = 0;
-        image.next_replenishment_id = 0;
-        image.skus.sort_unstable_by(|a, b| a.def.code.cmp(&b.def.code));
-        image.reservations.sort_unstable_by_key(|r| r.id);
-        image.idempotency.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        image.sales.sort_unstable_by(|a, b| a.def.code.cmp(&b.def.code));
-        for sale in &mut image.sales {
+        image.stock.next_reservation_id = 0;
+        image.transfers.next_transfer_id = 0;
+        image.transfers.next_replenishment_id = 0;
+        image.stock.skus.sort_unstable_by(|a, b| a.def.code.cmp(&b.def.code));
+        image.stock.reservations.sort_unstable_by_key(|r| r.id);
+        image.idempotency.results.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        image.flash.sales.sort_unstable_by(|a, b| a.def.code.cmp(&b.def.code));
+        for sale in &mut image.flash.sales {
             sale.customers.sort_unstable();
         }
         image
@@ -983,45 +978,30 @@ fn into_reservation(ack: Ack<Outcome>) -> Result<Ack<ReservationView>> {
 }
 
 /// One SKU's cells by location.
-type Cells = Vec<(LocId, crate::cell::Cell)>;
-
-/// What a snapshot copies while every lock is held: pointers and plain values only.
+/// The whole state copied with every lock held: each domain's capture (shared pointers and
+/// plain values) and the idempotency results. [`into_image`] then builds the archivable image
+/// with no lock held.
 struct Captured {
     lsn: Lsn,
-    next_reservation_id: u64,
-    locations: Vec<LocationDef>,
-    skus: Vec<(Arc<SkuDef>, Cells)>,
-    reservations: Vec<Reservation>,
+    catalog: CatalogSection,
+    stock: StockCapture,
+    flash: FlashCapture,
+    transfers: TransferCapture,
     idempotency: Vec<(Box<str>, u64, Timestamp, Arc<Outcome>)>,
-    sales: Vec<SaleState>,
-    next_transfer_id: u64,
-    next_replenishment_id: u64,
-    transfers: TransferBook,
 }
 
-/// Copies the whole state, holding every lock for the copy only; [`into_image`] then builds
-/// the archivable image with no lock held.
 fn capture(state: &State, wal: &Wal) -> Captured {
-    // Lock order everywhere is shards, then the location table (commands read the table while
-    // holding their shards); taking them the other way round here could deadlock behind a
-    // waiting location writer.
+    // The lock order: shards, then each sale's mutex, then the transfer book, then the location
+    // table (commands read the table while holding their shards; taking them the other way
+    // round here could deadlock behind a waiting location writer).
     let guards = state.stock.lock_all();
     // No sale is created without a shard lock, so the table cannot grow under this copy.
-    let sales = state.flash.all_sales();
-    let sale_states: Vec<SaleState> = sales.iter().map(|sale| sale.state.lock().clone()).collect();
-    // Transfers are few next to holds (bounded by `OPEN_TRANSFERS_MAX` and
-    // `FINISHED_TRANSFERS_MAX`): a plain copy.
-    let transfers = state.transfers.book.lock().clone();
-    let table = state.catalog.locations.read();
+    let flash = state.flash.capture();
+    let transfers = state.transfers.capture();
+    let catalog = state.catalog.capture();
     // Every record appended so far was appended under one of the locks now held.
     let lsn = wal.last_lsn();
-    let skus = guards
-        .iter()
-        .flat_map(|guard| guard.skus.values())
-        .map(|entry| (entry.def.clone(), entry.cells.clone()))
-        .collect();
-    let mut reservations = Vec::with_capacity(state.stock.reservations.len());
-    reservations.extend(state.stock.reservations.iter().map(|r| r.value().clone()));
+    let stock = state.stock.capture(&guards);
     let idempotency = state
         .idempotency
         .iter()
@@ -1032,56 +1012,11 @@ fn capture(state: &State, wal: &Wal) -> Captured {
             IdempotencyState::Pending { .. } => None,
         })
         .collect();
-    Captured {
-        lsn,
-        next_reservation_id: state.stock.next_reservation_id.load(Ordering::Relaxed),
-        locations: table.defs.clone(),
-        skus,
-        reservations,
-        idempotency,
-        sales: sale_states,
-        next_transfer_id: state.transfers.next_transfer_id.load(Ordering::Relaxed),
-        next_replenishment_id: state.transfers.next_replenishment_id.load(Ordering::Relaxed),
-        transfers,
-    }
+    Captured { lsn, catalog, stock, flash, transfers, idempotency }
 }
 
 fn into_image(captured: Captured, now: Timestamp) -> Image {
-    let skus = captured.skus.into_iter().map(|(def, cells)| SkuImage { def: SkuDef::clone(&def), cells }).collect();
-    let reservations = captured
-        .reservations
-        .into_iter()
-        .map(|r| ReservationImage {
-            id: r.id,
-            channel: r.core.channel.to_string(),
-            customer: r.core.customer.as_deref().map(str::to_owned),
-            lines: r
-                .core
-                .lines
-                .iter()
-                .map(|line| HeldLineImage { sku: line.sku.to_string(), location: line.location, qty: line.qty })
-                .collect(),
-            created_at: r.core.created_at,
-            expires_at: r.expires_at,
-            status: r.status,
-            order_ref: r.order_ref.as_deref().map(str::to_owned),
-            finished_at: r.finished_at,
-            sale: r.core.sale.as_deref().map(str::to_owned),
-        })
-        .collect();
-    let sales = captured
-        .sales
-        .into_iter()
-        .map(|sale| SaleImage {
-            pool: sale.pool.iter().map(|share| (share.location, share.remaining)).collect(),
-            held: sale.held,
-            sold: sale.sold,
-            ended: sale.ended,
-            customers: sale.customers.into_iter().map(|(customer, count)| (customer.into_string(), count)).collect(),
-            def: sale.def,
-        })
-        .collect();
-    let idempotency = captured
+    let results = captured
         .idempotency
         .into_iter()
         .map(|(key, fingerprint, at, outcome)| IdempotencyImage {
@@ -1091,153 +1026,26 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
             outcome: Outcome::clone(&outcome),
         })
         .collect();
-    let mut transfers: Vec<TransferImage> = captured
-        .transfers
-        .transfers
-        .into_values()
-        .map(|t| TransferImage {
-            id: t.id,
-            from: t.from,
-            to: t.to,
-            lines: t
-                .lines
-                .into_iter()
-                .map(|line| TransferLineImage {
-                    sku: line.sku.to_string(),
-                    qty: line.qty,
-                    shipped: line.shipped,
-                    received: line.received,
-                    unit_cost: line.unit_cost,
-                    lots: line.lots,
-                })
-                .collect(),
-            status: t.status,
-            note: t.note.map(String::from),
-            created_at: t.created_at,
-            shipped_at: t.shipped_at,
-            received_at: t.received_at,
-            cancelled_at: t.cancelled_at,
-            replenishment: t.replenishment,
-        })
-        .collect();
-    transfers.sort_unstable_by_key(|t| t.id);
-    let mut replenishments: Vec<ReplenishmentImage> = captured
-        .transfers
-        .replenishments
-        .into_values()
-        .map(|r| ReplenishmentImage {
-            id: r.id,
-            location: r.location,
-            from: r.from.map(|(id, _)| id),
-            lines: r.lines.into_iter().map(|(sku, qty)| TransferLine { sku: sku.to_string(), qty }).collect(),
-            note: r.note.map(String::from),
-            status: r.status,
-            created_at: r.created_at,
-            decided_at: r.decided_at,
-            transfer: r.transfer,
-            reason: r.reason.map(String::from),
-        })
-        .collect();
-    replenishments.sort_unstable_by_key(|r| r.id);
     Image {
         lsn: captured.lsn,
         taken_at: now,
-        next_reservation_id: captured.next_reservation_id,
-        locations: captured.locations,
-        skus,
-        reservations,
-        idempotency,
-        sales,
-        next_transfer_id: captured.next_transfer_id,
-        next_replenishment_id: captured.next_replenishment_id,
-        transfers,
-        replenishments,
+        catalog: captured.catalog,
+        stock: captured.stock.into_section(),
+        flash: captured.flash.into_section(),
+        transfers: captured.transfers.into_section(),
+        idempotency: IdempotencySection { results },
     }
 }
 
-/// Rebuilds the state from an image (start-up only; nothing else is running).
+/// Rebuilds the state from an image (start-up only; nothing else is running): each domain
+/// restores its section, the catalog first (the others name locations by index).
 fn restore(state: &State, image: &Image) {
-    {
-        let mut table = state.catalog.locations.write();
-        *table = LocationTable::default();
-        for def in &image.locations {
-            table.insert(def.clone());
-        }
-    }
-    let location_codes = state.catalog.locations.read().codes.clone();
-    let mut codes: HashMap<&str, Arc<str>> = HashMap::with_capacity(image.skus.len());
-    for sku in &image.skus {
-        let code: Arc<str> = sku.def.code.as_str().into();
-        codes.insert(sku.def.code.as_str(), code.clone());
-        let mut shard = state.stock.shards[state.stock.shard_of(&sku.def.code)].lock();
-        shard.skus.insert(code.clone(), SkuEntry { code, def: Arc::new(sku.def.clone()), cells: sku.cells.clone() });
-    }
-    let mut sales: HashMap<&str, Arc<Sale>> = HashMap::with_capacity(image.sales.len());
-    for sale in &image.sales {
-        let restored = Arc::new(Sale::new(SaleState {
-            def: sale.def.clone(),
-            pool: sale
-                .pool
-                .iter()
-                .map(|&(location, remaining)| crate::flash::PoolCell { location, remaining })
-                .collect(),
-            held: sale.held,
-            sold: sale.sold,
-            ended: sale.ended,
-            customers: sale.customers.iter().map(|(customer, count)| (customer.as_str().into(), *count)).collect(),
-            expiries: Default::default(),
-        }));
-        state.flash.sales.write().insert(sale.def.code.as_str().into(), restored.clone());
-        sales.insert(sale.def.code.as_str(), restored);
-    }
-    let mut active = 0;
-    let mut finished = Vec::new();
-    for r in &image.reservations {
-        let lines: Box<[HeldLine]> = r
-            .lines
-            .iter()
-            .map(|line| HeldLine {
-                sku: codes.get(line.sku.as_str()).cloned().unwrap_or_else(|| line.sku.as_str().into()),
-                location: line.location,
-                location_code: location_codes.get(line.location as usize).cloned().unwrap_or_else(|| Arc::from("?")),
-                qty: line.qty,
-            })
-            .collect();
-        let reservation = Reservation {
-            id: r.id,
-            core: Arc::new(ReservationCore {
-                // An image holds only channels that were valid when reserved.
-                channel: ChannelName::from(&r.channel).unwrap_or_default(),
-                customer: r.customer.as_deref().map(Into::into),
-                lines,
-                created_at: r.created_at,
-                sale: r.sale.as_deref().and_then(|code| sales.get(code).map(|sale| sale.code.clone())),
-            }),
-            expires_at: r.expires_at,
-            status: r.status,
-            order_ref: r.order_ref.as_deref().map(Into::into),
-            finished_at: r.finished_at,
-        };
-        let home = state.stock.home_shard(&reservation);
-        if reservation.status == ReservationStatus::Active {
-            active += 1;
-            let due = Reverse((reservation.expires_at, reservation.id));
-            match reservation.core.sale.as_deref().and_then(|code| sales.get(code)) {
-                Some(sale) => sale.state.lock().expiries.push(due),
-                None => state.stock.shards[home].lock().expiries.push(due),
-            }
-        }
-        if let Some(finished_at) = reservation.finished_at {
-            finished.push((finished_at, reservation.id, home));
-        }
-        state.stock.reservations.insert(r.id, reservation);
-    }
-    state.stock.active_reservations.store(active, Ordering::Relaxed);
-    finished.sort_unstable();
-    for (finished_at, id, home) in finished {
-        state.stock.shards[home].lock().finished.push_back((finished_at, id));
-    }
-    for entry in &image.idempotency {
+    let location_codes = state.catalog.restore(&image.catalog);
+    state.flash.restore(&image.flash);
+    state.stock.restore(&image.stock, &location_codes, &|code| state.flash.shared_code(code));
+    state.flash.restore_claim_expiries(&state.stock);
+    state.transfers.restore(&image.transfers, &location_codes);
+    for entry in &image.idempotency.results {
         state.idempotency.insert(
             entry.key.as_str().into(),
             IdempotencyState::Done {
@@ -1248,68 +1056,8 @@ fn restore(state: &State, image: &Image) {
             },
         );
     }
-    state.stock.next_reservation_id.store(image.next_reservation_id, Ordering::Relaxed);
-    restore_transfers(state, image, &location_codes);
 }
 
-/// Rebuilds the transfer book from an image.
-fn restore_transfers(state: &State, image: &Image, location_codes: &[Arc<str>]) {
-    let code = |id: u32| location_codes.get(id as usize).cloned().unwrap_or_else(|| Arc::from("?"));
-    let mut book = TransferBook::default();
-    for t in &image.transfers {
-        let lines = t
-            .lines
-            .iter()
-            .map(|line| TransferLineState {
-                sku: line.sku.as_str().into(),
-                qty: line.qty,
-                shipped: line.shipped,
-                received: line.received,
-                unit_cost: line.unit_cost,
-                lots: line.lots.clone(),
-            })
-            .collect();
-        let transfer = Transfer {
-            id: t.id,
-            from: t.from,
-            to: t.to,
-            from_code: code(t.from),
-            to_code: code(t.to),
-            lines,
-            status: t.status,
-            note: t.note.as_deref().map(Into::into),
-            created_at: t.created_at,
-            shipped_at: t.shipped_at,
-            received_at: t.received_at,
-            cancelled_at: t.cancelled_at,
-            replenishment: t.replenishment,
-        };
-        book.transfers.insert(t.id, transfer);
-    }
-    for r in &image.replenishments {
-        let request = Replenishment {
-            id: r.id,
-            location: r.location,
-            location_code: code(r.location),
-            from: r.from.map(|id| (id, code(id))),
-            lines: r.lines.iter().map(|line| (line.sku.as_str().into(), line.qty)).collect(),
-            note: r.note.as_deref().map(Into::into),
-            status: r.status,
-            created_at: r.created_at,
-            decided_at: r.decided_at,
-            transfer: r.transfer,
-            reason: r.reason.as_deref().map(Into::into),
-        };
-        book.replenishments.insert(r.id, request);
-    }
-    book.reindex();
-    *state.transfers.book.lock() = book;
-    state.transfers.next_transfer_id.store(image.next_transfer_id, Ordering::Relaxed);
-    state.transfers.next_replenishment_id.store(image.next_replenishment_id, Ordering::Relaxed);
-}
-
-/// The book's own consistency: counts, and each line's shipped and received units against its
-/// status.
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.wal.flush();

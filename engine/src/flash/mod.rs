@@ -19,6 +19,8 @@
 //! Hot path: the sale mirrors its window and remaining units in atomics, so a claim on a sold
 //! out (or closed) sale is answered from them without the mutex or the log.
 
+pub mod snapshot;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};

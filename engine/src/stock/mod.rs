@@ -19,6 +19,7 @@
 
 pub mod availability;
 pub mod commands;
+pub mod snapshot;
 pub mod sourced;
 pub mod valuation;
 pub mod views;

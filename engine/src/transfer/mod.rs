@@ -31,6 +31,8 @@
 //! in [`Transfers`]), then the location table. Transfers are rare next to reservations, so one mutex
 //! for all of them costs nothing and keeps open counts and ids exact.
 
+pub mod snapshot;
+
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
