@@ -52,6 +52,7 @@ pub mod docstore;
 pub mod engine;
 pub mod error;
 pub mod flash;
+pub mod kernel;
 pub mod limits;
 pub mod model;
 pub mod snapshot;

@@ -28,12 +28,14 @@ pub(crate) use crate::catalog::{Catalog, LocId};
 use crate::command::{Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive};
 use crate::error::{Conflict, EngineError, Entity, Result};
 use crate::flash::{pool_change, FlashSales, FlashScope, PoolReturn, Sale, SaleState};
+pub use crate::kernel::Context;
+pub(crate) use crate::kernel::Sink;
 use crate::limits::*;
 pub(crate) use crate::stock::{Guards, Reservation, Stock};
 use crate::time::Timestamp;
 use crate::transfer::{conflict as transfer_conflict, ReplenishmentStatus, TransferBook, TransferScope, Transfers};
 use crate::view::Outcome;
-use crate::wal::{Durability, Lsn, Wal};
+use crate::wal::{Durability, Lsn};
 
 #[derive(Debug, Clone)]
 pub(crate) enum IdempotencyState {
@@ -49,24 +51,6 @@ pub(crate) enum IdempotencyState {
     },
 }
 
-/// Who asked, and with which idempotency key.
-#[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
-    pub actor: &'a str,
-    pub idempotency: Option<(&'a str, u64)>,
-}
-
-impl<'a> Context<'a> {
-    pub fn actor(actor: &'a str) -> Self {
-        Context { actor, idempotency: None }
-    }
-    /// Adds an idempotency key and a fingerprint of the request body it guards.
-    pub fn with_key(mut self, key: &'a str, fingerprint: u64) -> Self {
-        self.idempotency = Some((key, fingerprint));
-        self
-    }
-}
-
 /// The whole in-memory state. Owned by the engine; the WAL is passed in so replay can use the
 /// same code without logging.
 #[derive(Debug)]
@@ -78,13 +62,6 @@ pub(crate) struct State {
     pub transfers: Transfers,
     /// Where applied records' movements go; `None` when nothing is logged.
     pub audit: Option<AuditLog>,
-}
-
-/// Where a command's effects go: logged (live) or not (replay of the log itself).
-pub(crate) enum Sink<'w> {
-    Log(&'w Wal),
-    /// Replaying the record with this LSN.
-    Replay(Lsn),
 }
 
 impl State {

@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use parking_lot::RwLock;
 use rkyv::{Archive, Deserialize, Serialize};
 use rustc_hash::FxHashMap;
 
 use crate::error::{EngineError, Entity, Result};
+use crate::kernel::locks::{Rank, RankedRwLock};
 use crate::limits::LOCATIONS_MAX;
 use crate::model::LocationDef;
 use crate::sourcing::GeoPoint;
@@ -54,9 +54,15 @@ impl LocationTable {
 }
 
 /// The catalog's state: the location table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Catalog {
-    pub locations: RwLock<LocationTable>,
+    pub locations: RankedRwLock<LocationTable>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog { locations: RankedRwLock::new(Rank::Locations, LocationTable::default()) }
+    }
 }
 
 impl Catalog {

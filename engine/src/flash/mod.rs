@@ -26,13 +26,13 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
 use rkyv::{Archive, Deserialize, Serialize};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::catalog::{Catalog, LocId};
 use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
+use crate::kernel::locks::{Rank, RankedMutex, RankedRwLock};
 use crate::limits::*;
 use crate::stock::views::{ReservationStatus, ReservationView};
 pub(crate) use crate::stock::PoolReturn;
@@ -118,7 +118,7 @@ pub(crate) struct Sale {
     ends_at: AtomicI64,
     ended: AtomicBool,
     remaining: AtomicU32,
-    pub state: Mutex<SaleState>,
+    pub state: RankedMutex<SaleState>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +194,7 @@ impl Sale {
             ends_at: AtomicI64::new(0),
             ended: AtomicBool::new(false),
             remaining: AtomicU32::new(0),
-            state: Mutex::new(state),
+            state: RankedMutex::new(Rank::Sale, state),
         };
         sale.publish(&sale.state.lock());
         sale
@@ -248,9 +248,15 @@ fn not_active(code: &str, now: Timestamp, starts_at: Timestamp) -> EngineError {
 }
 
 /// The flash-sale domain's state: sales by code, read-mostly (claims only clone an entry out).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FlashSales {
-    pub sales: RwLock<FxHashMap<Box<str>, Arc<Sale>>>,
+    pub sales: RankedRwLock<FxHashMap<Box<str>, Arc<Sale>>>,
+}
+
+impl Default for FlashSales {
+    fn default() -> Self {
+        FlashSales { sales: RankedRwLock::new(Rank::SalesTable, FxHashMap::default()) }
+    }
 }
 
 impl FlashSales {

@@ -32,13 +32,13 @@ use std::sync::Arc;
 
 use crossbeam::utils::CachePadded;
 use dashmap::DashMap;
-use parking_lot::{Mutex, MutexGuard};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smallvec::SmallVec;
 
 use crate::catalog::{Catalog, LocId};
 use crate::cell::Cell;
 use crate::error::{Conflict, EngineError, Entity, Result, Shortfall};
+use crate::kernel::locks::{Rank, RankedGuard, RankedMutex};
 use crate::limits::*;
 use crate::model::SkuDef;
 use crate::time::{day_of, Timestamp};
@@ -237,12 +237,12 @@ pub(crate) struct CellHolds {
     pub incoming: i64,
 }
 
-pub(crate) type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, ShardState>); 4]>;
+pub(crate) type Guards<'a> = SmallVec<[(usize, RankedGuard<'a, ShardState>); 4]>;
 
 /// The stock domain's state: the shards and the reservations.
 #[derive(Debug)]
 pub(crate) struct Stock {
-    pub shards: Box<[CachePadded<Mutex<ShardState>>]>,
+    pub shards: Box<[CachePadded<RankedMutex<ShardState>>]>,
     shard_mask: usize,
     pub reservations: DashMap<u64, Reservation, FxBuildHasher>,
     pub next_reservation_id: AtomicU64,
@@ -253,7 +253,9 @@ impl Stock {
     pub fn new(shards: usize) -> Self {
         assert!(shards.is_power_of_two() && shards <= SHARDS_MAX);
         Stock {
-            shards: (0..shards).map(|_| CachePadded::new(Mutex::new(ShardState::default()))).collect(),
+            shards: (0..shards)
+                .map(|i| CachePadded::new(RankedMutex::indexed(Rank::Shard, i, ShardState::default())))
+                .collect(),
             shard_mask: shards - 1,
             reservations: DashMap::with_hasher(FxBuildHasher),
             next_reservation_id: AtomicU64::new(1),
@@ -273,7 +275,7 @@ impl Stock {
         shards.into_iter().map(|i| (i, self.shards[i].lock())).collect()
     }
 
-    pub fn lock_all(&self) -> Vec<MutexGuard<'_, ShardState>> {
+    pub fn lock_all(&self) -> Vec<RankedGuard<'_, ShardState>> {
         self.shards.iter().map(|shard| shard.lock()).collect()
     }
 
@@ -624,7 +626,7 @@ impl Stock {
     /// cell's `reserved`, `committed` and `incoming` equal what its holders say (`holds`, from
     /// the other domains, plus the reservations counted here), and the active count is right.
     /// `guards` are every shard's.
-    pub fn check(&self, guards: &[MutexGuard<'_, ShardState>], mut holds: HoldLedger) -> Result<(), String> {
+    pub fn check(&self, guards: &[RankedGuard<'_, ShardState>], mut holds: HoldLedger) -> Result<(), String> {
         let mut active = 0;
         for entry in self.reservations.iter() {
             let slot = |line: &HeldLine| (line.sku.to_string(), line.location);

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use parking_lot::MutexGuard;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::catalog::LocId;
 use crate::cell::Cell;
+use crate::kernel::locks::RankedGuard;
 use crate::model::SkuDef;
 use crate::stock::views::ReservationStatus;
 use crate::stock::{ChannelName, HeldLine, Reservation, ReservationCore, ShardState, SkuEntry, Stock};
@@ -69,7 +69,7 @@ pub(crate) struct StockCapture {
 
 impl Stock {
     /// Copies the domain; `guards` are every shard's, held by the caller for the whole copy.
-    pub(crate) fn capture(&self, guards: &[MutexGuard<'_, ShardState>]) -> StockCapture {
+    pub(crate) fn capture(&self, guards: &[RankedGuard<'_, ShardState>]) -> StockCapture {
         let skus = guards
             .iter()
             .flat_map(|guard| guard.skus.values())

@@ -44,6 +44,7 @@ use rustc_hash::FxHashMap;
 use crate::catalog::{Catalog, LocId};
 use crate::cell::{Cell, Lot};
 use crate::error::{Conflict, EngineError, Entity, FieldError, Result, Shortfall};
+use crate::kernel::locks::{Rank, RankedMutex};
 use crate::limits::*;
 use crate::model::{check_code, check_text};
 use crate::stock::{Guards, HoldLedger, Stock};
@@ -559,7 +560,7 @@ pub(crate) fn conflict(message: String) -> EngineError {
 /// locks) and the id counters.
 #[derive(Debug)]
 pub(crate) struct Transfers {
-    pub book: parking_lot::Mutex<TransferBook>,
+    pub book: RankedMutex<TransferBook>,
     pub next_transfer_id: std::sync::atomic::AtomicU64,
     pub next_replenishment_id: std::sync::atomic::AtomicU64,
 }
@@ -567,7 +568,7 @@ pub(crate) struct Transfers {
 impl Transfers {
     pub fn new() -> Self {
         Transfers {
-            book: parking_lot::Mutex::new(TransferBook::default()),
+            book: RankedMutex::new(Rank::TransferBook, TransferBook::default()),
             next_transfer_id: std::sync::atomic::AtomicU64::new(1),
             next_replenishment_id: std::sync::atomic::AtomicU64::new(1),
         }

@@ -1,0 +1,39 @@
+//! The kernel: what executing a logged command needs, knowing no domain.
+//!
+//! - [`Context`]: who asks, with which idempotency key;
+//! - [`Sink`]: whether a command's record goes to the log (live) or comes from it (replay);
+//! - [`locks`]: the one lock order of the engine, named and checked in one place.
+//!
+//! Domains ([`crate::catalog`], [`crate::stock`], [`crate::flash`], [`crate::transfer`]) import
+//! the kernel and the shared leaves (`model`, `cell`, `sourcing`, `time`, `error`, `limits`),
+//! never the dispatcher (`state`) or the facade (`engine`); `state.rs` runs a record through
+//! them: claim the idempotency key, lock, check, apply, append, remember the outcome.
+
+pub mod locks;
+
+use crate::wal::{Lsn, Wal};
+
+/// Who asked, and with which idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub actor: &'a str,
+    pub idempotency: Option<(&'a str, u64)>,
+}
+
+impl<'a> Context<'a> {
+    pub fn actor(actor: &'a str) -> Self {
+        Context { actor, idempotency: None }
+    }
+    /// Adds an idempotency key and a fingerprint of the request body it guards.
+    pub fn with_key(mut self, key: &'a str, fingerprint: u64) -> Self {
+        self.idempotency = Some((key, fingerprint));
+        self
+    }
+}
+
+/// Where a command's effects go: logged (live) or not (replay of the log itself).
+pub(crate) enum Sink<'w> {
+    Log(&'w Wal),
+    /// Replaying the record with this LSN.
+    Replay(Lsn),
+}
