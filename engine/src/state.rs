@@ -27,11 +27,11 @@ use crate::audit::{AuditHint, AuditLog};
 pub(crate) use crate::catalog::{Catalog, LocId};
 use crate::command::{Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive};
 use crate::error::{Conflict, EngineError, Entity, Result};
-use crate::flash::{pool_change, FlashSales, FlashScope, PoolReturn, Sale, SaleState};
+use crate::flash::{pool_change, FlashSales, FlashScope, PoolReturn, Sale, SaleBook, SaleState};
 pub use crate::kernel::Context;
 pub(crate) use crate::kernel::Sink;
 use crate::limits::*;
-pub(crate) use crate::stock::{Guards, Reservation, Stock};
+pub(crate) use crate::stock::{Guards, Stock};
 use crate::time::Timestamp;
 use crate::transfer::{conflict as transfer_conflict, ReplenishmentStatus, TransferBook, TransferScope, Transfers};
 use crate::view::Outcome;
@@ -447,8 +447,7 @@ impl State {
                 };
                 let view = match sale {
                     Some((sale, state)) => {
-                        let mut book =
-                            |reservation: &Reservation, to| FlashScope::book_claim_change(reservation, to, sale, state);
+                        let mut book = SaleBook { sale, state };
                         stock.transition(at, id, transition, order_ref, guards, Some(&mut book))?
                     }
                     None => stock.transition(at, id, transition, order_ref, guards, None)?,

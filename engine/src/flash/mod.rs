@@ -36,7 +36,9 @@ use crate::kernel::locks::{Rank, RankedMutex, RankedRwLock};
 use crate::limits::*;
 use crate::stock::views::{ReservationStatus, ReservationView};
 pub(crate) use crate::stock::PoolReturn;
-use crate::stock::{ChannelName, Guards, HeldLine, HoldLedger, Reservation, ReservationCore, SkuEntry, Stock};
+use crate::stock::{
+    ChannelName, ClaimBook, Guards, HeldLine, HoldLedger, Reservation, ReservationCore, SkuEntry, Stock,
+};
 use crate::time::{day_of, Timestamp};
 
 /// A flash-sale claim. Which cell(s) of the pool it takes from follows from the pool's state,
@@ -160,11 +162,8 @@ impl SaleState {
         }
     }
 
-    fn pool_share_mut(&mut self, location: LocId) -> Result<&mut PoolCell> {
-        self.pool
-            .iter_mut()
-            .find(|share| share.location == location)
-            .ok_or_else(|| EngineError::Internal(format!("sale {} has no pool at location {location}", self.def.code)))
+    fn pool_share_mut(&mut self, location: LocId) -> Option<&mut PoolCell> {
+        self.pool.iter_mut().find(|share| share.location == location)
     }
 
     fn count_customer(&mut self, customer: &str, delta: i64) {
@@ -477,13 +476,49 @@ impl FlashScope<'_> {
         Ok(view)
     }
 
-    /// Books a claim's status change on its sale; returns where released units went.
-    pub(crate) fn book_claim_change(
-        reservation: &Reservation,
-        to: ReservationStatus,
-        sale: &Sale,
-        state: &mut SaleState,
-    ) -> Result<PoolReturn> {
+    /// Each pooled cell's code and remaining units, for the audit of a pool change.
+    pub(crate) fn pool_codes(&self, state: &SaleState) -> Vec<(String, u32)> {
+        let locations = self.catalog.locations.read();
+        state
+            .pool
+            .iter()
+            .map(|share| {
+                let code = locations.codes.get(share.location as usize).map_or("?", |code| &**code);
+                (code.to_owned(), share.remaining)
+            })
+            .collect()
+    }
+}
+
+/// A claim's status change booked on its locked sale ([`ClaimBook`], called by the stock
+/// domain's check and apply phases).
+pub(crate) struct SaleBook<'a> {
+    pub sale: &'a Sale,
+    pub state: &'a mut SaleState,
+}
+
+impl ClaimBook for SaleBook<'_> {
+    fn check(&self, reservation: &Reservation, to: ReservationStatus) -> Result<()> {
+        let returns = matches!(
+            (reservation.status, to),
+            (ReservationStatus::Active, ReservationStatus::Released | ReservationStatus::Expired)
+                | (ReservationStatus::Committed, ReservationStatus::Cancelled)
+        );
+        if returns {
+            if let Some(line) =
+                reservation.core.lines.iter().find(|line| !self.state.pool.iter().any(|s| s.location == line.location))
+            {
+                return Err(EngineError::Internal(format!(
+                    "sale {} has no pool at location {}",
+                    self.state.def.code, line.location
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn book(&mut self, reservation: &Reservation, to: ReservationStatus) -> PoolReturn {
+        let state = &mut *self.state;
         let qty: u32 = reservation.core.lines.iter().map(|line| line.qty).sum();
         let customer = reservation.core.customer.as_deref().unwrap_or("");
         let back = if state.ended { PoolReturn::ToCell } else { PoolReturn::ToPool };
@@ -496,33 +531,22 @@ impl FlashScope<'_> {
                 state.held -= qty;
                 state.count_customer(customer, -i64::from(qty));
                 for line in reservation.core.lines.iter() {
-                    state.pool_share_mut(line.location)?.remaining += line.qty;
+                    state.pool_share_mut(line.location).expect("checked: the pool has the line's cell").remaining +=
+                        line.qty;
                 }
             }
             (ReservationStatus::Committed, ReservationStatus::Cancelled) => {
                 state.sold -= qty;
                 state.count_customer(customer, -i64::from(qty));
                 for line in reservation.core.lines.iter() {
-                    state.pool_share_mut(line.location)?.remaining += line.qty;
+                    state.pool_share_mut(line.location).expect("checked: the pool has the line's cell").remaining +=
+                        line.qty;
                 }
             }
             _ => {}
         }
-        sale.publish(state);
-        Ok(back)
-    }
-
-    /// Each pooled cell's code and remaining units, for the audit of a pool change.
-    pub(crate) fn pool_codes(&self, state: &SaleState) -> Vec<(String, u32)> {
-        let locations = self.catalog.locations.read();
-        state
-            .pool
-            .iter()
-            .map(|share| {
-                let code = locations.codes.get(share.location as usize).map_or("?", |code| &**code);
-                (code.to_owned(), share.remaining)
-            })
-            .collect()
+        self.sale.publish(state);
+        back
     }
 }
 

@@ -209,8 +209,29 @@ impl Transition {
     }
 }
 
-/// Books a claim's status change on its flash sale; answers where freed units go.
-pub(crate) type ClaimHook<'a> = dyn FnMut(&Reservation, ReservationStatus) -> Result<PoolReturn> + 'a;
+/// The flash-sale side of a claim's status change (implemented by [`crate::flash`]).
+pub(crate) trait ClaimBook {
+    /// Check phase: the sale can take the change (changes nothing).
+    fn check(&self, reservation: &Reservation, to: ReservationStatus) -> Result<()>;
+    /// Apply phase: books the change on the sale; answers where freed units go.
+    fn book(&mut self, reservation: &Reservation, to: ReservationStatus) -> PoolReturn;
+}
+
+/// A reservation that passed [`Stock::check_reserve`]: resolved, nothing changed yet.
+#[derive(Debug)]
+pub(crate) struct CheckedReserve<'r> {
+    reserve: &'r Reserve,
+    channel: ChannelName,
+    /// Each line's location and shared location code.
+    lines: SmallVec<[(LocId, Arc<str>); 4]>,
+}
+
+/// A status change that passed [`Stock::check_transition`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckedTransition {
+    id: u64,
+    transition: Transition,
+}
 
 /// Where the units a pooled hold (a flash-sale claim) lets go end up.
 ///
@@ -424,7 +445,7 @@ impl Stock {
         Ok(created)
     }
 
-    /// Holds every line or none: each line is checked against `available` before any changes.
+    /// Holds every line or none: [`Stock::check_reserve`], then [`Stock::apply_checked_reserve`].
     pub fn apply_reserve(
         &self,
         catalog: &Catalog,
@@ -432,12 +453,27 @@ impl Stock {
         reserve: &Reserve,
         guards: &mut Guards<'_>,
     ) -> Result<ReservationView> {
+        let checked = self.check_reserve(catalog, at, reserve, guards)?;
+        Ok(self.apply_checked_reserve(at, checked, guards))
+    }
+
+    /// The check phase of a reservation: every line resolved and checked against `available`
+    /// under `guards` (the shards of its lines), the answer listing each shortfall. Changes
+    /// nothing; a command with several parts runs every part's check before any apply.
+    pub fn check_reserve<'r>(
+        &self,
+        catalog: &Catalog,
+        at: Timestamp,
+        reserve: &'r Reserve,
+        guards: &mut Guards<'_>,
+    ) -> Result<CheckedReserve<'r>> {
         let today = day_of(at);
         if self.reservations.contains_key(&reserve.id) {
             return Err(EngineError::Internal(format!("reservation id {} reused", reserve.id)));
         }
+        let channel = ChannelName::from(&reserve.channel).map_err(|_| EngineError::invalid("channel", "too long"))?;
         // Resolve locations once, under one short read lock.
-        let mut locations: SmallVec<[(LocId, Arc<str>); 4]> = SmallVec::with_capacity(reserve.lines.len());
+        let mut lines: SmallVec<[(LocId, Arc<str>); 4]> = SmallVec::with_capacity(reserve.lines.len());
         {
             let table = catalog.locations.read();
             for (i, line) in reserve.lines.iter().enumerate() {
@@ -450,37 +486,47 @@ impl Stock {
                         format!("{} does not sell to channel {}", line.location, reserve.channel),
                     ));
                 }
-                locations.push((id, table.codes[id as usize].clone()));
+                lines.push((id, table.codes[id as usize].clone()));
             }
         }
-        // Check every line first so the answer lists each shortfall.
         let mut shortfalls = Vec::new();
-        for (line, (location, _)) in reserve.lines.iter().zip(&locations) {
-            let location = *location;
+        for (line, (location, _)) in reserve.lines.iter().zip(&lines) {
             let entry = self.sku_mut(guards, &line.sku)?;
             if !entry.def.active {
                 return Err(EngineError::invalid("lines", format!("sku {} is not active", line.sku)));
             }
-            let available = entry.cell(location).map_or(0, |cell| cell.available(today));
+            let available = entry.cell(*location).map_or(0, |cell| cell.available(today));
             shortfalls.extend(Shortfall::of(&line.sku, Some(&line.location), line.qty, available));
         }
         if !shortfalls.is_empty() {
             return Err(EngineError::InsufficientStock(shortfalls));
         }
+        Ok(CheckedReserve { reserve, channel, lines })
+    }
+
+    /// The apply phase of a reservation checked by [`Stock::check_reserve`] under the same
+    /// guards, which have not been released since: it cannot fail.
+    pub fn apply_checked_reserve(
+        &self,
+        at: Timestamp,
+        checked: CheckedReserve<'_>,
+        guards: &mut Guards<'_>,
+    ) -> ReservationView {
+        let CheckedReserve { reserve, channel, lines } = checked;
+        let today = day_of(at);
         let mut held = Vec::with_capacity(reserve.lines.len());
-        for (line, (location, location_code)) in reserve.lines.iter().zip(locations) {
-            let entry = self.sku_mut(guards, &line.sku)?;
+        for (line, (location, location_code)) in reserve.lines.iter().zip(lines) {
+            let entry = self.sku_mut(guards, &line.sku).expect("checked: the SKU is in a locked shard");
             let code = entry.code.clone();
-            let cell = entry.cell_mut(location).ok_or_else(|| EngineError::Internal("checked cell vanished".into()))?;
+            let cell = entry.cell_mut(location).expect("checked: the cell holds the units");
             cell.reserved += i64::from(line.qty);
-            debug_assert!(cell.available_raw(today) >= 0, "a reservation made available negative");
+            assert!(cell.available_raw(today) >= 0, "a reservation made available negative (SPEC invariant 1)");
             held.push(HeldLine { sku: code, location, location_code, qty: line.qty });
         }
         let reservation = Reservation {
             id: reserve.id,
             core: Arc::new(ReservationCore {
-                channel: ChannelName::from(&reserve.channel)
-                    .map_err(|_| EngineError::invalid("channel", "too long"))?,
+                channel,
                 customer: reserve.customer.as_deref().map(Into::into),
                 lines: held.into(),
                 created_at: at,
@@ -492,18 +538,20 @@ impl Stock {
             finished_at: None,
         };
         let home = self.home_shard(&reservation);
-        self.shard_mut(guards, home)?.expiries.push(Reverse((reserve.expires_at, reserve.id)));
+        self.shard_mut(guards, home)
+            .expect("the home shard is one of the lines'")
+            .expiries
+            .push(Reverse((reserve.expires_at, reserve.id)));
         let view = self.view(&reservation);
         self.reservations.insert(reserve.id, reservation);
         self.next_reservation_id.fetch_max(reserve.id + 1, Ordering::Relaxed);
         self.active_reservations.fetch_add(1, Ordering::Relaxed);
-        Ok(view)
+        view
     }
 
-    /// Moves reservation `id` along `transition` ([`Transition::rule`]),
-    /// changing each of its cells accordingly.
-    /// `claim` books the change on the flash sale a claim belongs to and says where its freed
-    /// units go.
+    /// Moves reservation `id` along `transition` ([`Transition::rule`]), changing each of its
+    /// cells accordingly: [`Stock::check_transition`], then [`Stock::apply_checked_transition`].
+    /// `claim` books the change on the flash sale a claim belongs to.
     pub fn transition(
         &self,
         at: Timestamp,
@@ -511,33 +559,68 @@ impl Stock {
         transition: Transition,
         order_ref: Option<&str>,
         guards: &mut Guards<'_>,
-        claim: Option<&mut ClaimHook<'_>>,
+        claim: Option<&mut dyn ClaimBook>,
     ) -> Result<ReservationView> {
+        let checked = self.check_transition(id, transition, guards, claim.as_deref())?;
+        Ok(self.apply_checked_transition(at, checked, order_ref, guards, claim))
+    }
+
+    /// The check phase of a status change: the reservation is in the status the change starts
+    /// from, each of its cells is in a locked shard, and a claim's sale can take it back.
+    /// Changes nothing. A reservation changes only under the shards of its lines, so what is
+    /// checked here still holds when the caller applies under the same guards.
+    pub fn check_transition(
+        &self,
+        id: u64,
+        transition: Transition,
+        guards: &mut Guards<'_>,
+        claim: Option<&dyn ClaimBook>,
+    ) -> Result<CheckedTransition> {
+        let (from, to, _) = transition.rule();
+        let reservation =
+            self.reservations.get(&id).ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+        if reservation.status != from {
+            return Err(Conflict::ReservationState {
+                id,
+                status: reservation.status.as_str(),
+                expected: from.as_str(),
+            }
+            .into());
+        }
+        for line in reservation.core.lines.iter() {
+            let entry = self.sku_mut(guards, &line.sku)?;
+            if entry.cell(line.location).is_none() {
+                return Err(EngineError::Internal(format!("reservation {id} holds a missing cell")));
+            }
+        }
+        if let Some(claim) = claim {
+            claim.check(&reservation, to)?;
+        }
+        Ok(CheckedTransition { id, transition })
+    }
+
+    /// The apply phase of a status change checked by [`Stock::check_transition`] under the same
+    /// guards: it cannot fail.
+    pub fn apply_checked_transition(
+        &self,
+        at: Timestamp,
+        checked: CheckedTransition,
+        order_ref: Option<&str>,
+        guards: &mut Guards<'_>,
+        claim: Option<&mut dyn ClaimBook>,
+    ) -> ReservationView {
+        let CheckedTransition { id, transition } = checked;
         let (from, to, mut change) = transition.rule();
         let today = day_of(at);
         // One map entry, locked once: its lines change the cells, then its status moves.
         let (view, home) = {
-            let mut reservation = self
-                .reservations
-                .get_mut(&id)
-                .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
-            if reservation.status != from {
-                return Err(Conflict::ReservationState {
-                    id,
-                    status: reservation.status.as_str(),
-                    expected: from.as_str(),
-                }
-                .into());
-            }
+            let mut reservation = self.reservations.get_mut(&id).expect("checked: the reservation exists");
             if let Some(claim) = claim {
-                let back = claim(&reservation, to)?;
-                change = change.for_claim(back);
+                change = change.for_claim(claim.book(&reservation, to));
             }
             for line in reservation.core.lines.iter() {
-                let entry = self.sku_mut(guards, &line.sku)?;
-                let cell = entry
-                    .cell_mut(line.location)
-                    .ok_or_else(|| EngineError::Internal(format!("reservation {id} holds a missing cell")))?;
+                let entry = self.sku_mut(guards, &line.sku).expect("checked: the SKU is in a locked shard");
+                let cell = entry.cell_mut(line.location).expect("checked: the cell exists");
                 change.apply(cell, i64::from(line.qty), today);
             }
             reservation.status = to;
@@ -553,7 +636,7 @@ impl Stock {
             self.active_reservations.fetch_sub(1, Ordering::Relaxed);
         }
         if !to.is_live() {
-            let home = self.shard_mut(guards, home)?;
+            let home = self.shard_mut(guards, home).expect("the home shard is one of the lines'");
             crate::time::push_in_time_order(&mut home.finished, (at, id));
             if home.finished.len() > FINISHED_RESERVATIONS_PER_SHARD_MAX {
                 if let Some((_, oldest)) = home.finished.pop_front() {
@@ -561,7 +644,7 @@ impl Stock {
                 }
             }
         }
-        Ok(view)
+        view
     }
 
     /// Changes an entry in the `expected` state; returns its view and home shard.
