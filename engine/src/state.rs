@@ -505,3 +505,30 @@ pub(crate) fn is_transfer_command(command: &Command) -> bool {
             | Command::RejectReplenishment { .. }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first request with a key claims it; until it finishes, a retry of the same request
+    /// is told it is in flight (409) and another request with the key that it is reused (422);
+    /// once done, the same request gets the first outcome.
+    #[test]
+    fn a_key_is_claimed_by_its_first_request() {
+        let state = State::new(4, None);
+        let tag = |fingerprint| IdempotencyTag { key: "k".into(), fingerprint };
+        assert!(matches!(state.claim_key("k", &tag(1)), Ok(None)), "the first request claims the key");
+        let in_flight = state.claim_key("k", &tag(1));
+        assert!(matches!(in_flight, Err(EngineError::Conflict(Conflict::IdempotencyKeyInProgress))), "{in_flight:?}");
+        let other = state.claim_key("k", &tag(2));
+        assert!(matches!(other, Err(EngineError::Conflict(Conflict::IdempotencyKeyReused))), "{other:?}");
+        let outcome = Outcome::Put { created: true };
+        state.idempotency.insert(
+            "k".into(),
+            IdempotencyState::Done { fingerprint: 1, at: 0, lsn: Some(7), outcome: Arc::new(outcome.clone()) },
+        );
+        assert_eq!(state.claim_key("k", &tag(1)).expect("answered"), Some((outcome, Some(7))));
+        let other = state.claim_key("k", &tag(2));
+        assert!(matches!(other, Err(EngineError::Conflict(Conflict::IdempotencyKeyReused))), "{other:?}");
+    }
+}
