@@ -1,19 +1,23 @@
 //! aisle's engine: one inventory truth, in memory, write-ahead logged, sharded by SKU.
 //!
 //! # Layout
-//! - [`model`]: catalog definitions (locations, SKUs) and code validation.
-//! - [`cell`]: a stock cell's quantities; the one place `available` is computed.
-//! - [`command`]: every state change as a log record ([`command::LogRecord`]).
-//! - `state`: shards, reservations, idempotency results, and `State::execute`, which locks,
-//!   checks, applies and logs one command.
-//! - [`engine`]: the [`Engine`] facade (one file per domain for its methods): validation, durable acknowledgements, recovery,
-//!   snapshots, the expiry sweeper.
-//! - [`wal`]: the write-ahead log: segment files, framing, group commit, recovery scan.
-//! - [`snapshot`]: the snapshot file format.
-//! - [`audit`]: the audit trail (movements), stored through [`docstore`] (sled by default).
-//! - [`flash`]: flash sales: pools carved out of cells, claims, the lock-free sold-out answer.
-//! - [`transfer`]: transfers between locations and replenishment requests and suggestions.
-//! - [`view`]: what queries and commands answer.
+//! Layers, each importing only those below it (ARCHITECTURE.md has the map):
+//! - shared leaves: [`model`] (catalog definitions, validation), [`cell`] (a stock cell's
+//!   quantities; the one place `available` is computed), [`sourcing`] (the sourcing rules),
+//!   [`time`], [`error`], [`limits`];
+//! - [`kernel`] (who asks, log or replay, the one lock order), [`wal`] (the write-ahead log),
+//!   [`docstore`] (sled behind a small trait);
+//! - the domains, one folder each with its commands, state, check/apply, views, snapshot
+//!   section and invariant check: `catalog` (locations), [`stock`] (cells, reservations,
+//!   sourcing plans, availability, valuation), [`flash`] (flash sales), [`transfer`]
+//!   (transfers and replenishment);
+//! - [`command`] (every state change as a log record, [`command::LogRecord`]), [`view`] (what
+//!   commands answer), [`audit`] (the audit trail, a projection of the durable log),
+//!   [`snapshot`] (the file of sections);
+//! - `state`: every domain's state and `State::execute`, which claims the idempotency key,
+//!   locks, checks, applies and logs one command;
+//! - [`engine`]: the [`Engine`] facade (one file per domain for its methods): validation,
+//!   durable acknowledgements, recovery, snapshots, retention, the sweepers.
 //!
 //! # Use
 //! ```

@@ -1,20 +1,17 @@
-//! The engine's in-memory state and the one function that changes it: [`State::execute`].
+//! The dispatcher: every domain's state ([`State`]) and the one function that changes it,
+//! [`State::execute`], live or in replay.
 //!
-//! Layout: locations in one small table (read-mostly, behind an `RwLock`); SKUs with their
-//! cells partitioned into shards by a hash of the SKU code, each shard behind its own mutex;
-//! reservations and idempotency results in concurrent maps whose entries are only changed
-//! while the shards of the reservation's lines are locked.
+//! A record runs through: claim its idempotency key (scoped, with the request's fingerprint),
+//! take its locks in the order of [`crate::kernel::locks`], check and apply through the domains
+//! ([`crate::catalog`], [`crate::stock`], [`crate::flash`], [`crate::transfer`]), append it to
+//! the log (live), hand it to the audit projection, remember its outcome under the key.
 //!
 //! **Architecture Invariant:** a command takes the locks of every shard it touches in
 //! ascending shard order, checks, applies and appends its log record while holding them, so log
 //! order equals apply order for any two commands that touch the same cell, and a multi-SKU
-//! command is applied all-or-nothing. There is no lock shared by all reservations.
-//!
-//! Lock order: shard mutexes (ascending), then the sales table, then one flash sale's mutex,
-//! then the transfer book ([`crate::transfer`]), then the location table, then map entries
-//! (reservations, idempotency). Nothing takes them in another order. A flash-sale claim takes
-//! no shard at all ([`crate::flash`]); a transfer command reads its transfer's SKUs under a
-//! short lock of the book before it takes its shards, then the book again.
+//! command is applied all-or-nothing. There is no lock shared by all reservations. A flash-sale
+//! claim takes no shard at all ([`crate::flash`]); a transfer command reads its transfer's SKUs
+//! under a short lock of the book before it takes its shards, then the book again.
 
 use std::sync::Arc;
 

@@ -12,8 +12,8 @@
 //! changed only under the sale's mutex, which is held until the command's log record is
 //! appended, so log order equals apply order for everything that touches one sale.
 //!
-//! Lock order: shard mutexes, then the sales table, then one sale's mutex, then the location
-//! table and map entries ([`crate::state`] has the rest). A claim resolves its sale under a
+//! Lock order ([`crate::kernel::locks`]): shard mutexes, then the sales table, then one sale's
+//! mutex, then the location table and map entries. A claim resolves its sale under a
 //! short read of the table and releases it before taking the sale's mutex.
 //!
 //! Hot path: the sale mirrors its window and remaining units in atomics, so a claim on a sold
