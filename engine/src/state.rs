@@ -15,38 +15,21 @@
 
 use std::sync::Arc;
 
-use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
-use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::audit::{AuditHint, AuditLog};
 pub(crate) use crate::catalog::{Catalog, LocId};
-use crate::command::{Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive};
+use crate::command::{Adjust, AdjustChange, CellPolicy, Command, LogRecord, Receive};
 use crate::error::{Conflict, EngineError, Entity, Result};
 use crate::flash::{pool_change, FlashSales, FlashScope, PoolReturn, Sale, SaleBook, SaleState};
+use crate::kernel::idempotency::{scoped_key, IdempotencyTable};
 pub use crate::kernel::Context;
 pub(crate) use crate::kernel::Sink;
-use crate::limits::*;
 pub(crate) use crate::stock::{Guards, Stock};
 use crate::time::Timestamp;
 use crate::transfer::{conflict as transfer_conflict, ReplenishmentStatus, TransferBook, TransferScope, Transfers};
 use crate::view::Outcome;
 use crate::wal::{Durability, Lsn};
-
-#[derive(Debug, Clone)]
-pub(crate) enum IdempotencyState {
-    /// The first request with this key is executing.
-    Pending {
-        fingerprint: u64,
-    },
-    Done {
-        fingerprint: u64,
-        at: Timestamp,
-        lsn: Option<Lsn>,
-        outcome: Arc<Outcome>,
-    },
-}
 
 /// The whole in-memory state. Owned by the engine; the WAL is passed in so replay can use the
 /// same code without logging.
@@ -54,7 +37,7 @@ pub(crate) enum IdempotencyState {
 pub(crate) struct State {
     pub catalog: Catalog,
     pub stock: Stock,
-    pub idempotency: DashMap<Box<str>, IdempotencyState, FxBuildHasher>,
+    pub idempotency: IdempotencyTable<Outcome>,
     pub flash: FlashSales,
     pub transfers: Transfers,
     /// Where applied records' movements go; `None` when nothing is logged.
@@ -66,7 +49,7 @@ impl State {
         State {
             catalog: Catalog::default(),
             stock: Stock::new(shards),
-            idempotency: DashMap::with_hasher(FxBuildHasher),
+            idempotency: IdempotencyTable::default(),
             flash: FlashSales::default(),
             transfers: Transfers::new(),
             audit,
@@ -78,37 +61,17 @@ impl State {
     pub fn execute(&self, record: &LogRecord, sink: Sink<'_>) -> Result<(Outcome, Option<Lsn>)> {
         let key = record.idempotency.as_ref().map(|tag| scoped_key(&record.actor, &tag.key));
         if let (Sink::Log(_), Some(key), Some(tag)) = (&sink, &key, &record.idempotency) {
-            if let Some(done) = self.claim_key(key, tag)? {
+            if let Some(done) = self.idempotency.claim(key, tag.fingerprint)? {
                 return Ok(done);
             }
         }
         let result = self.execute_locked(record, &sink, key.as_deref());
         if result.is_err() {
             if let Some(key) = &key {
-                self.idempotency.remove_if(key.as_str(), |_, state| matches!(state, IdempotencyState::Pending { .. }));
+                self.idempotency.abandon(key);
             }
         }
         result
-    }
-
-    /// Returns the remembered result of a finished request with this key, or claims the key.
-    fn claim_key(&self, key: &str, tag: &IdempotencyTag) -> Result<Option<(Outcome, Option<Lsn>)>> {
-        match self.idempotency.entry(key.into()) {
-            Entry::Occupied(entry) => match entry.get() {
-                IdempotencyState::Done { fingerprint, outcome, lsn, .. } if *fingerprint == tag.fingerprint => {
-                    Ok(Some((Outcome::clone(outcome), *lsn)))
-                }
-                IdempotencyState::Done { .. } => Err(Conflict::IdempotencyKeyReused.into()),
-                IdempotencyState::Pending { fingerprint } if *fingerprint == tag.fingerprint => {
-                    Err(Conflict::IdempotencyKeyInProgress.into())
-                }
-                IdempotencyState::Pending { .. } => Err(Conflict::IdempotencyKeyReused.into()),
-            },
-            Entry::Vacant(entry) => {
-                entry.insert(IdempotencyState::Pending { fingerprint: tag.fingerprint });
-                Ok(None)
-            }
-        }
     }
 
     fn execute_locked(&self, record: &LogRecord, sink: &Sink<'_>, key: Option<&str>) -> Result<(Outcome, Option<Lsn>)> {
@@ -339,15 +302,7 @@ impl State {
             audit.record(lsn, record, outcome, hint);
         }
         if let (Some(key), Some(tag)) = (key, &record.idempotency) {
-            self.idempotency.insert(
-                key.into(),
-                IdempotencyState::Done {
-                    fingerprint: tag.fingerprint,
-                    at: record.at,
-                    lsn,
-                    outcome: Arc::new(outcome.clone()),
-                },
-            );
+            self.idempotency.remember(key, tag.fingerprint, record.at, lsn, outcome.clone());
         }
         Ok(lsn)
     }
@@ -457,11 +412,7 @@ impl State {
     /// Whether a [`Command::Prune`] at `now` would forget anything; the sweeper logs one only
     /// then, so an idle engine writes nothing.
     pub fn prunable(&self, now: Timestamp) -> bool {
-        self.transfers.book.lock().prunable(now)
-            || self.stock.prunable(now)
-            || self.idempotency.iter().any(|entry| {
-                matches!(entry.value(), IdempotencyState::Done { at, .. } if *at <= now - IDEMPOTENCY_RETENTION_MS)
-            })
+        self.transfers.book.lock().prunable(now) || self.stock.prunable(now) || self.idempotency.prunable(now)
     }
 
     /// Applies a [`Command::Prune`] at `at` with every shard and the transfer book locked:
@@ -469,24 +420,10 @@ impl State {
     /// requests older than their retention as of the record's time, never the wall clock.
     fn apply_prune(&self, at: Timestamp, guards: &mut Guards<'_>, book: &mut TransferBook) -> Outcome {
         let transfers = book.prune(at);
-        let before = self.idempotency.len();
-        self.idempotency.retain(|_, state| match state {
-            IdempotencyState::Done { at: done_at, .. } => *done_at > at - IDEMPOTENCY_RETENTION_MS,
-            IdempotencyState::Pending { .. } => true,
-        });
-        let idempotency = before.saturating_sub(self.idempotency.len()) as u64;
+        let idempotency = self.idempotency.prune(at);
         let reservations = self.stock.prune(at, guards);
         Outcome::Pruned { idempotency, reservations, transfers }
     }
-}
-
-/// Idempotency keys are scoped by actor so two clients' keys never collide.
-fn scoped_key(actor: &str, key: &str) -> String {
-    let mut scoped = String::with_capacity(actor.len() + 1 + key.len());
-    scoped.push_str(actor);
-    scoped.push('\u{1f}');
-    scoped.push_str(key);
-    scoped
 }
 
 /// Whether a command is a transfer or replenishment step, run by `State::apply_transfer`.
@@ -501,31 +438,4 @@ pub(crate) fn is_transfer_command(command: &Command) -> bool {
             | Command::ApproveReplenishment { .. }
             | Command::RejectReplenishment { .. }
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The first request with a key claims it; until it finishes, a retry of the same request
-    /// is told it is in flight (409) and another request with the key that it is reused (422);
-    /// once done, the same request gets the first outcome.
-    #[test]
-    fn a_key_is_claimed_by_its_first_request() {
-        let state = State::new(4, None);
-        let tag = |fingerprint| IdempotencyTag { key: "k".into(), fingerprint };
-        assert!(matches!(state.claim_key("k", &tag(1)), Ok(None)), "the first request claims the key");
-        let in_flight = state.claim_key("k", &tag(1));
-        assert!(matches!(in_flight, Err(EngineError::Conflict(Conflict::IdempotencyKeyInProgress))), "{in_flight:?}");
-        let other = state.claim_key("k", &tag(2));
-        assert!(matches!(other, Err(EngineError::Conflict(Conflict::IdempotencyKeyReused))), "{other:?}");
-        let outcome = Outcome::Put { created: true };
-        state.idempotency.insert(
-            "k".into(),
-            IdempotencyState::Done { fingerprint: 1, at: 0, lsn: Some(7), outcome: Arc::new(outcome.clone()) },
-        );
-        assert_eq!(state.claim_key("k", &tag(1)).expect("answered"), Some((outcome, Some(7))));
-        let other = state.claim_key("k", &tag(2));
-        assert!(matches!(other, Err(EngineError::Conflict(Conflict::IdempotencyKeyReused))), "{other:?}");
-    }
 }

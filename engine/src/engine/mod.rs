@@ -26,10 +26,11 @@ use crate::command::{
 use crate::docstore::{DocumentStore, MemoryStore, SledStore};
 use crate::error::{EngineError, Entity, FieldError, Result};
 use crate::flash::snapshot::FlashCapture;
+pub use crate::kernel::Ack;
 use crate::limits::*;
 use crate::model::{check_channel, check_code, check_text, finish, LocationDef, SkuDef};
 use crate::snapshot::{self, IdempotencyImage, IdempotencySection, Image};
-use crate::state::{Context, IdempotencyState, LocId, Sink, State};
+use crate::state::{Context, LocId, Sink, State};
 use crate::stock::snapshot::StockCapture;
 use crate::stock::HoldLedger;
 use crate::time::{day_of, Clock, SystemClock, Timestamp};
@@ -175,21 +176,6 @@ pub enum OpenError {
     Snapshot(#[from] snapshot::SnapshotError),
     #[error(transparent)]
     Wal(#[from] WalError),
-}
-
-/// A write's result, valid once its log record is durable.
-#[derive(Debug, Clone)]
-#[must_use = "a write is acknowledged only after its log record is durable: pass it to Engine::wait"]
-pub struct Ack<T> {
-    pub value: T,
-    /// The record to wait for; `None` when nothing was logged (a harmless repeat).
-    pub lsn: Option<Lsn>,
-}
-
-impl<T> Ack<T> {
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> Ack<U> {
-        Ack { value: f(self.value), lsn: self.lsn }
-    }
 }
 
 /// A reservation request as a caller states it.
@@ -1002,16 +988,7 @@ fn capture(state: &State, wal: &Wal) -> Captured {
     // Every record appended so far was appended under one of the locks now held.
     let lsn = wal.last_lsn();
     let stock = state.stock.capture(&guards);
-    let idempotency = state
-        .idempotency
-        .iter()
-        .filter_map(|entry| match entry.value() {
-            IdempotencyState::Done { fingerprint, at, outcome, .. } => {
-                Some((entry.key().clone(), *fingerprint, *at, outcome.clone()))
-            }
-            IdempotencyState::Pending { .. } => None,
-        })
-        .collect();
+    let idempotency = state.idempotency.results();
     Captured { lsn, catalog, stock, flash, transfers, idempotency }
 }
 
@@ -1046,15 +1023,7 @@ fn restore(state: &State, image: &Image) {
     state.flash.restore_claim_expiries(&state.stock);
     state.transfers.restore(&image.transfers, &location_codes);
     for entry in &image.idempotency.results {
-        state.idempotency.insert(
-            entry.key.as_str().into(),
-            IdempotencyState::Done {
-                fingerprint: entry.fingerprint,
-                at: entry.at,
-                lsn: None,
-                outcome: Arc::new(entry.outcome.clone()),
-            },
-        );
+        state.idempotency.restore(&entry.key, entry.fingerprint, entry.at, entry.outcome.clone());
     }
 }
 

@@ -2,13 +2,16 @@
 //!
 //! - [`Context`]: who asks, with which idempotency key;
 //! - [`Sink`]: whether a command's record goes to the log (live) or comes from it (replay);
-//! - [`locks`]: the one lock order of the engine, named and checked in one place.
+//! - [`locks`]: the one lock order of the engine, named and checked in one place;
+//! - `idempotency`: the idempotency results table, generic over the outcome;
+//! - [`Ack`]: a write's result, valid once its log record is durable.
 //!
 //! Domains ([`crate::catalog`], [`crate::stock`], [`crate::flash`], [`crate::transfer`]) import
 //! the kernel and the shared leaves (`model`, `cell`, `sourcing`, `time`, `error`, `limits`),
 //! never the dispatcher (`state`) or the facade (`engine`); `state.rs` runs a record through
 //! them: claim the idempotency key, lock, check, apply, append, remember the outcome.
 
+pub(crate) mod idempotency;
 pub mod locks;
 
 use crate::wal::{Lsn, Wal};
@@ -36,4 +39,19 @@ pub(crate) enum Sink<'w> {
     Log(&'w Wal),
     /// Replaying the record with this LSN.
     Replay(Lsn),
+}
+
+/// A write's result, valid once its log record is durable.
+#[derive(Debug, Clone)]
+#[must_use = "a write is acknowledged only after its log record is durable: pass it to Engine::wait"]
+pub struct Ack<T> {
+    pub value: T,
+    /// The record to wait for; `None` when nothing was logged (a harmless repeat).
+    pub lsn: Option<Lsn>,
+}
+
+impl<T> Ack<T> {
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Ack<U> {
+        Ack { value: f(self.value), lsn: self.lsn }
+    }
 }
