@@ -1,6 +1,6 @@
 //! `POST /v1/ops/snapshot`: admin only; answers the LSN the image covers, its size and how long
-//! it took; the state it captured (and the log after it) survive kill -9 and a restart; a
-//! read-only engine takes no snapshot (503).
+//! it took; the state it captured (and the log after it) survive kill -9 and a restart. (A
+//! read-only engine takes no snapshot: `http_readonly`.)
 
 use serde_json::{json, Value};
 
@@ -83,56 +83,4 @@ fn snapshot_is_admin_only_and_the_state_survives_a_restart() {
         assert_eq!(later.status, 200, "{later:?}");
         assert!(later.body["lsn"].as_u64().expect("lsn") > lsn, "the receipt after the first snapshot: {later:?}");
     });
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_engine_takes_no_snapshot() {
-    use aisle_engine::Storage;
-    use aisle_server::config::ServerConfig;
-
-    const SECRET: &str = "ops-test-admin-secret-0123456789";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (storage, wal, _snapshots) = Storage::memory();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let mut config = ServerConfig::new(listener.local_addr().expect("address"), dir.path().into());
-    config.admin_token = Some(SECRET.into());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(aisle_server::server::serve(config, storage, listener, async {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let post = |path: &'static str, body: Value| {
-        let client = &client;
-        let base = &base;
-        async move {
-            let response = client.post(format!("{base}{path}")).bearer_auth(SECRET).json(&body).send().await;
-            let response = response.expect("the server answers");
-            let status = response.status().as_u16();
-            let retry_after = response.headers().contains_key("retry-after");
-            let body: Value = response.json().await.expect("a JSON body");
-            (status, body, retry_after)
-        }
-    };
-    let sku = json!({"name": "S", "price": 100});
-    let put = client.put(format!("{base}/v1/skus/S")).bearer_auth(SECRET).json(&sku).send().await.expect("put");
-    assert_eq!(put.status().as_u16(), 201);
-    let (status, _, _) = post("/v1/ops/snapshot", json!({})).await;
-    assert_eq!(status, 200, "a healthy engine takes one");
-
-    wal.fail_syncs(true);
-    let location = json!({"name": "W", "kind": "warehouse", "lat": 0.0, "lon": 0.0, "channels": ["web"]});
-    let put = client.put(format!("{base}/v1/locations/W")).bearer_auth(SECRET).json(&location).send().await;
-    assert_eq!(put.expect("put").status().as_u16(), 503, "the failed fsync makes the engine read-only");
-    let (status, problem, retry_after) = post("/v1/ops/snapshot", json!({})).await;
-    assert_eq!((status, problem["code"].as_str(), retry_after), (503, Some("unavailable"), true), "{problem}");
-
-    let _ = stop.send(());
-    let _ = server.await.expect("server task");
 }

@@ -74,6 +74,10 @@ async fn a_failed_fsync_turns_writes_into_503_and_readyz_false() {
     assert!(reason.contains("wal-"), "readyz names the failed file: {reason}");
     let (status, cell) = call(&client, &base, "GET", "/v1/stock/S/W", None).await;
     assert_eq!(status, 200, "reads go on: {cell}");
+    // Nor does it take a snapshot (POST /v1/ops/snapshot) ahead of a log it cannot sync.
+    let (status, problem) = call(&client, &base, "POST", "/v1/ops/snapshot", None).await;
+    assert_eq!((status, problem["code"].as_str()), (503, Some("unavailable")), "{problem}");
+    assert_eq!(problem["retry_after_header"], true);
 
     let _ = stop.send(());
     let _ = server.await.expect("server task");

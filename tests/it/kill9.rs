@@ -14,24 +14,35 @@ use aisle_engine::{Engine, EngineConfig, Storage};
 
 const ROUNDS: usize = 5;
 
+/// Starts `crash_writer` on `dir` with 8 threads in `mode` (`reserve` or `receive`).
+fn crash_writer(dir: &std::path::Path, mode: &str) -> (std::process::Child, std::process::ChildStdout) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
+        .arg(dir)
+        .args(["8", mode])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn crash_writer");
+    let stdout = child.stdout.take().expect("stdout");
+    (child, stdout)
+}
+
+/// The next value of a xorshift sequence: kill moments that vary but replay exactly.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
 #[test]
 fn acknowledged_reservations_survive_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut acked: Vec<(u64, i64)> = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for round in 0..ROUNDS {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
-            .arg(dir.path())
-            .arg("8")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn crash_writer");
-        let stdout = child.stdout.take().expect("stdout");
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let run_for = Duration::from_millis(150 + seed % 600);
+        let (mut child, stdout) = crash_writer(dir.path(), "reserve");
+        let run_for = Duration::from_millis(150 + next(&mut seed) % 600);
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -98,18 +109,8 @@ fn the_audit_trail_equals_the_log_after_kill_9() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut acked = 0i64;
     for round in 0..3 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
-            .arg(dir.path())
-            .args(["8", "receive"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn crash_writer");
-        let stdout = child.stdout.take().expect("stdout");
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let run_for = Duration::from_millis(200 + seed % 600);
+        let (mut child, stdout) = crash_writer(dir.path(), "receive");
+        let run_for = Duration::from_millis(200 + next(&mut seed) % 600);
         let counter = std::thread::spawn(move || {
             let mut acks = 0i64;
             let mut started = None;

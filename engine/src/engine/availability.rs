@@ -39,14 +39,7 @@ impl Engine {
         let state = &self.inner.state;
         let today = day_of(self.now());
         let here_id: Option<LocId> = match &query.location {
-            Some(code) => Some(
-                state
-                    .catalog
-                    .locations
-                    .read()
-                    .id(code)
-                    .ok_or_else(|| EngineError::not_found(Entity::Location, code))?,
-            ),
+            Some(code) => Some(state.catalog.location_id(code)?),
             None => None,
         };
         let mut answers = Vec::with_capacity(query.skus.len());

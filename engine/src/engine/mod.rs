@@ -602,12 +602,7 @@ impl Engine {
     /// One cell; a cell that never held stock reads as zeros.
     pub fn cell(&self, sku: &str, location: &str) -> Result<CellView> {
         let state = &self.inner.state;
-        let location_id = state
-            .catalog
-            .locations
-            .read()
-            .id(location)
-            .ok_or_else(|| EngineError::not_found(Entity::Location, location))?;
+        let location_id = state.catalog.location_id(location)?;
         let today = day_of(self.now());
         let shard = state.stock.shards[state.stock.shard_of(sku)].lock();
         let entry = shard.skus.get(sku).ok_or_else(|| EngineError::not_found(Entity::Sku, sku))?;

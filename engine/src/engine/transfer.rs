@@ -3,7 +3,7 @@
 
 use crate::command::Command;
 use crate::engine::{Ack, Engine};
-use crate::error::{EngineError, Entity, FieldError, Result};
+use crate::error::{EngineError, FieldError, Result};
 use crate::limits::*;
 use crate::model::{check_code, finish};
 use crate::state::Context;
@@ -162,14 +162,7 @@ impl Engine {
             (table.codes.clone(), table.points.clone())
         };
         let only = match location {
-            Some(code) => Some(
-                state
-                    .catalog
-                    .locations
-                    .read()
-                    .id(code)
-                    .ok_or_else(|| EngineError::not_found(Entity::Location, code))?,
-            ),
+            Some(code) => Some(state.catalog.location_id(code)?),
             None => None,
         };
         // The `limit + 1` smallest keys seen so far: one more tells whether a page follows.

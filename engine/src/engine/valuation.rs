@@ -3,7 +3,7 @@
 
 use crate::cell::COST_SCALE;
 use crate::engine::Engine;
-use crate::error::{EngineError, Entity, Result};
+use crate::error::Result;
 use crate::state::LocId;
 use crate::stock::valuation::*;
 use rustc_hash::FxHashMap;
@@ -13,14 +13,7 @@ impl Engine {
     pub fn valuation(&self, location: Option<&str>) -> Result<Valuation> {
         let state = &self.inner.state;
         let only: Option<LocId> = match location {
-            Some(code) => Some(
-                state
-                    .catalog
-                    .locations
-                    .read()
-                    .id(code)
-                    .ok_or_else(|| EngineError::not_found(Entity::Location, code))?,
-            ),
+            Some(code) => Some(state.catalog.location_id(code)?),
             None => None,
         };
         // (skus, units, value in millionths of a minor unit)
