@@ -44,7 +44,7 @@ impl Rank {
 
 thread_local! {
     /// The ranked locks this thread holds, with the shard index for shards.
-    static HELD: RefCell<SmallVec<[(Rank, usize); 8]>> = RefCell::new(SmallVec::new());
+    static HELD: RefCell<SmallVec<[(Rank, usize); 8]>> = const { RefCell::new(SmallVec::new_const()) };
 }
 
 /// Records that this thread takes `rank` (with `index`, a shard's), after checking the order.

@@ -226,11 +226,24 @@ pub(crate) struct CheckedReserve<'r> {
     lines: SmallVec<[(LocId, Arc<str>); 4]>,
 }
 
-/// A status change that passed [`Stock::check_transition`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CheckedTransition {
-    id: u64,
-    transition: Transition,
+/// The check phase of a status change on its (locked) entry: the status it starts from, and
+/// the claim's sale. Changes nothing. A reservation changes only under the shards of its
+/// lines, so what is checked here still holds for a multi-part command that applies later
+/// under the same guards; its cells exist (cells are never removed).
+fn check_entry(reservation: &Reservation, transition: Transition, claim: Option<&dyn ClaimBook>) -> Result<()> {
+    let (from, to, _) = transition.rule();
+    if reservation.status != from {
+        return Err(Conflict::ReservationState {
+            id: reservation.id,
+            status: reservation.status.as_str(),
+            expected: from.as_str(),
+        }
+        .into());
+    }
+    match claim {
+        Some(claim) => claim.check(reservation, to),
+        None => Ok(()),
+    }
 }
 
 /// Where the units a pooled hold (a flash-sale claim) lets go end up.
@@ -550,7 +563,7 @@ impl Stock {
     }
 
     /// Moves reservation `id` along `transition` ([`Transition::rule`]), changing each of its
-    /// cells accordingly: [`Stock::check_transition`], then [`Stock::apply_checked_transition`].
+    /// cells accordingly: the check phase, then the apply phase, on one lock of the map entry.
     /// `claim` books the change on the flash sale a claim belongs to.
     pub fn transition(
         &self,
@@ -561,77 +574,47 @@ impl Stock {
         guards: &mut Guards<'_>,
         claim: Option<&mut dyn ClaimBook>,
     ) -> Result<ReservationView> {
-        let checked = self.check_transition(id, transition, guards, claim.as_deref())?;
-        Ok(self.apply_checked_transition(at, checked, order_ref, guards, claim))
+        let reservation = self
+            .reservations
+            .get_mut(&id)
+            .ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
+        check_entry(&reservation, transition, claim.as_deref())?;
+        Ok(self.apply_entry(at, reservation, transition, order_ref, guards, claim))
     }
 
-    /// The check phase of a status change: the reservation is in the status the change starts
-    /// from, each of its cells is in a locked shard, and a claim's sale can take it back.
-    /// Changes nothing. A reservation changes only under the shards of its lines, so what is
-    /// checked here still holds when the caller applies under the same guards.
-    pub fn check_transition(
-        &self,
-        id: u64,
-        transition: Transition,
-        guards: &mut Guards<'_>,
-        claim: Option<&dyn ClaimBook>,
-    ) -> Result<CheckedTransition> {
-        let (from, to, _) = transition.rule();
-        let reservation =
-            self.reservations.get(&id).ok_or_else(|| EngineError::not_found(Entity::Reservation, id.to_string()))?;
-        if reservation.status != from {
-            return Err(Conflict::ReservationState {
-                id,
-                status: reservation.status.as_str(),
-                expected: from.as_str(),
-            }
-            .into());
-        }
-        for line in reservation.core.lines.iter() {
-            let entry = self.sku_mut(guards, &line.sku)?;
-            if entry.cell(line.location).is_none() {
-                return Err(EngineError::Internal(format!("reservation {id} holds a missing cell")));
-            }
-        }
-        if let Some(claim) = claim {
-            claim.check(&reservation, to)?;
-        }
-        Ok(CheckedTransition { id, transition })
-    }
-
-    /// The apply phase of a status change checked by [`Stock::check_transition`] under the same
-    /// guards: it cannot fail.
-    pub fn apply_checked_transition(
+    /// The apply phase of a status change that passed [`check_entry`] on this (locked) map
+    /// entry: it cannot fail. It releases the entry
+    /// before it touches the finished queue (which may drop another entry of the map).
+    fn apply_entry(
         &self,
         at: Timestamp,
-        checked: CheckedTransition,
+        mut reservation: dashmap::mapref::one::RefMut<'_, u64, Reservation>,
+        transition: Transition,
         order_ref: Option<&str>,
         guards: &mut Guards<'_>,
         claim: Option<&mut dyn ClaimBook>,
     ) -> ReservationView {
-        let CheckedTransition { id, transition } = checked;
         let (from, to, mut change) = transition.rule();
         let today = day_of(at);
-        // One map entry, locked once: its lines change the cells, then its status moves.
-        let (view, home) = {
-            let mut reservation = self.reservations.get_mut(&id).expect("checked: the reservation exists");
-            if let Some(claim) = claim {
-                change = change.for_claim(claim.book(&reservation, to));
-            }
-            for line in reservation.core.lines.iter() {
-                let entry = self.sku_mut(guards, &line.sku).expect("checked: the SKU is in a locked shard");
-                let cell = entry.cell_mut(line.location).expect("checked: the cell exists");
-                change.apply(cell, i64::from(line.qty), today);
-            }
-            reservation.status = to;
-            if let Some(order_ref) = order_ref {
-                reservation.order_ref = Some(order_ref.into());
-            }
-            if !to.is_live() {
-                reservation.finished_at = Some(at);
-            }
-            (self.view(&reservation), self.home_shard(&reservation))
-        };
+        let id = reservation.id;
+        if let Some(claim) = claim {
+            change = change.for_claim(claim.book(&reservation, to));
+        }
+        for line in reservation.core.lines.iter() {
+            let entry = self.sku_mut(guards, &line.sku).expect("checked: the SKU is in a locked shard");
+            let cell = entry.cell_mut(line.location).expect("a reservation's cells exist");
+            change.apply(cell, i64::from(line.qty), today);
+        }
+        reservation.status = to;
+        if let Some(order_ref) = order_ref {
+            reservation.order_ref = Some(order_ref.into());
+        }
+        if !to.is_live() {
+            reservation.finished_at = Some(at);
+        }
+        let view = self.view(&reservation);
+        let home = self.home_shard(&reservation);
+        drop(reservation);
         if from == ReservationStatus::Active {
             self.active_reservations.fetch_sub(1, Ordering::Relaxed);
         }
