@@ -3,12 +3,11 @@
 //! it to the handler), dispatch, answer, measure.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use aisle_engine::limits::IDEMPOTENCY_KEY_LEN_MAX;
-use aisle_engine::Engine;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
@@ -18,31 +17,15 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Area, TokenStore};
+use crate::auth::Area;
 use crate::handlers::{dispatch, Call, Reply};
-use crate::metrics::Metrics;
 use crate::problem::ApiError;
 use crate::router;
+pub use crate::shared::App;
 
 /// Bytes of an oversized body read and thrown away before answering 413, so the client
 /// sees the answer instead of a reset; past this the connection is simply closed.
 const OVERSIZE_DRAIN_BYTES_MAX: usize = 16 << 20;
-
-pub struct App {
-    pub engine: Engine,
-    pub tokens: Arc<TokenStore>,
-    pub metrics: Metrics,
-    pub body_bytes_max: usize,
-    /// Set when shutdown starts: `/readyz` turns 503 so load balancers stop sending.
-    pub stopping: AtomicBool,
-    next_request_id: AtomicU64,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("engine", &self.engine).finish_non_exhaustive()
-    }
-}
 
 /// Methods as bounded metric labels.
 fn method_label(method: &hyper::Method) -> &'static str {
@@ -144,17 +127,6 @@ fn scoped_key(token_id: &str, key: &str) -> String {
 }
 
 impl App {
-    pub fn new(engine: Engine, tokens: Arc<TokenStore>, metrics: Metrics, body_bytes_max: usize) -> Self {
-        App {
-            engine,
-            tokens,
-            metrics,
-            body_bytes_max,
-            stopping: AtomicBool::new(false),
-            next_request_id: AtomicU64::new(1),
-        }
-    }
-
     /// Answers one request; every failure becomes a problem+json response.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
         let started = Instant::now();

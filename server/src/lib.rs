@@ -25,3 +25,4 @@ pub mod openapi;
 pub mod problem;
 pub mod router;
 pub mod server;
+pub mod shared;

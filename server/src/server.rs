@@ -21,10 +21,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::app::App;
 use crate::auth::{TokenStore, TokenStoreError};
 use crate::config::{ConfigError, ServerConfig};
 use crate::metrics::Metrics;
+use crate::shared::App;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

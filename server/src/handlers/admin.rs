@@ -12,10 +12,10 @@ use hyper::StatusCode;
 use serde::Deserialize;
 
 use super::{Call, Reply};
-use crate::app::App;
 use crate::auth::{Role, TOKEN_NAME_LEN_MAX};
 use crate::dto::SnapshotOut;
 use crate::problem::ApiError;
+use crate::shared::App;
 
 pub fn healthz() -> Result<Reply, ApiError> {
     Reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))

@@ -12,9 +12,9 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use super::{Call, Reply};
-use crate::app::App;
 use crate::auth::Role;
 use crate::problem::ApiError;
+use crate::shared::App;
 
 /// Nearby locations listed per SKU when `limit` is not given.
 pub const NEARBY_DEFAULT: usize = 5;

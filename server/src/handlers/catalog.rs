@@ -9,12 +9,12 @@ use aisle_engine::EngineError;
 use hyper::StatusCode;
 
 use super::{Call, Reply};
-use crate::app::App;
 use crate::dto::{
     cursor_in, cursor_out, AdjustIn, CellOut, CellPolicyIn, LocationIn, LocationOut, MovementOut, Page, ReceiveIn,
     SkuIn, SkuOut, SkuStockOut,
 };
 use crate::problem::ApiError;
+use crate::shared::App;
 
 /// SKUs per page when `limit` is not given, and the most a page may hold.
 pub const SKUS_PAGE_DEFAULT: usize = 100;

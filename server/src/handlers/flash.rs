@@ -12,10 +12,10 @@ use hyper::StatusCode;
 
 use super::catalog::put_status;
 use super::{Call, Reply};
-use crate::app::App;
 use crate::auth::Role;
 use crate::dto::{ClaimIn, ClaimOut, FlashSaleIn, FlashSaleOut};
 use crate::problem::ApiError;
+use crate::shared::App;
 
 /// Channel of a claim when neither the body nor the token names one.
 pub const DEFAULT_CLAIM_CHANNEL: &str = "web";

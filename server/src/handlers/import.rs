@@ -33,10 +33,10 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{Call, Reply};
-use crate::app::App;
 use crate::auth::Principal;
 use crate::dto::{AdjustIn, LotIn, ReceiveIn};
 use crate::problem::ApiError;
+use crate::shared::App;
 
 /// How long one line may keep meeting `Busy` before the import gives up with 503.
 pub const BUSY_WAIT_MAX: Duration = Duration::from_secs(30);

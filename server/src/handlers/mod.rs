@@ -18,10 +18,10 @@ use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::app::App;
 use crate::auth::Principal;
 use crate::problem::ApiError;
 use crate::router::{Endpoint, Route};
+use crate::shared::App;
 
 /// A request after routing, authentication and body reading.
 #[derive(Debug)]

@@ -11,12 +11,12 @@ use aisle_engine::EngineError;
 use hyper::StatusCode;
 
 use super::{Call, Reply};
-use crate::app::App;
 use crate::auth::{Principal, Role};
 use crate::dto::{
     parse_reservation_id, ttl, CommitIn, Empty, ExtendIn, QuoteIn, QuoteOut, ReservationOut, ReserveCall, ReserveIn,
 };
 use crate::problem::ApiError;
+use crate::shared::App;
 
 fn check_access(principal: &Principal, reservation: &ReservationView) -> Result<(), ApiError> {
     principal.check_channel(&reservation.channel)?;

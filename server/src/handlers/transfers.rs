@@ -20,10 +20,10 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{Call, Reply};
-use crate::app::App;
 use crate::auth::{Principal, Role};
 use crate::dto::{cursor_in, cursor_out, rfc3339, Empty, LotOut, Page};
 use crate::problem::ApiError;
+use crate::shared::App;
 
 /// Suggestions per page when `limit` is not given.
 pub const SUGGESTIONS_PAGE_DEFAULT: usize = 100;
