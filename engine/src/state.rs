@@ -101,11 +101,21 @@ impl State {
         }
 
         if let Command::Prune = &record.command {
-            let mut guards = self.stock.lock_every();
-            let mut book = self.transfers.book.lock();
-            let outcome = self.apply_prune(record.at, &mut guards, &mut book);
-            let lsn = self.finish(record, sink, key, &outcome, &AuditHint::None)?;
-            return Ok((outcome, lsn));
+            let at = record.at;
+            // Finished reservations and transfers are forgotten under every shard and the
+            // book, so no command can finish one between this record and its effect.
+            let (reservations, transfers, lsn) = {
+                let mut guards = self.stock.lock_every();
+                let mut book = self.transfers.book.lock();
+                let (reservations, transfers) = (self.stock.prune(at, &mut guards), book.prune(at));
+                let pruned = Outcome::Pruned { idempotency: 0, reservations, transfers };
+                (reservations, transfers, self.finish(record, sink, key, &pruned, &AuditHint::None)?)
+            };
+            // Idempotency results need no shard: a result recorded meanwhile is newer than the
+            // cut-off. Scanning the table after the locks are released keeps that scan out of
+            // every writer's way.
+            let idempotency = self.idempotency.prune(at);
+            return Ok((Outcome::Pruned { idempotency, reservations, transfers }, lsn));
         }
 
         if is_transfer_command(&record.command) {
@@ -413,16 +423,6 @@ impl State {
     /// then, so an idle engine writes nothing.
     pub fn prunable(&self, now: Timestamp) -> bool {
         self.transfers.book.lock().prunable(now) || self.stock.prunable(now) || self.idempotency.prunable(now)
-    }
-
-    /// Applies a [`Command::Prune`] at `at` with every shard and the transfer book locked:
-    /// forgets idempotency results, finished reservations, transfers and replenishment
-    /// requests older than their retention as of the record's time, never the wall clock.
-    fn apply_prune(&self, at: Timestamp, guards: &mut Guards<'_>, book: &mut TransferBook) -> Outcome {
-        let transfers = book.prune(at);
-        let idempotency = self.idempotency.prune(at);
-        let reservations = self.stock.prune(at, guards);
-        Outcome::Pruned { idempotency, reservations, transfers }
     }
 }
 

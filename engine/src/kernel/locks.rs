@@ -75,6 +75,44 @@ fn leave(rank: Rank, index: usize) {
     });
 }
 
+/// A held ranked lock: the underlying guard, leaving the order when dropped.
+#[derive(Debug)]
+pub struct Ranked<G> {
+    rank: Rank,
+    index: usize,
+    guard: G,
+}
+
+impl<G> Ranked<G> {
+    fn enter(rank: Rank, index: usize, take: impl FnOnce() -> G) -> Self {
+        enter(rank, index);
+        Ranked { rank, index, guard: take() }
+    }
+}
+
+impl<G: Deref> Deref for Ranked<G> {
+    type Target = G::Target;
+    fn deref(&self) -> &G::Target {
+        &self.guard
+    }
+}
+
+impl<G: DerefMut> DerefMut for Ranked<G> {
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.guard
+    }
+}
+
+impl<G> Drop for Ranked<G> {
+    fn drop(&mut self) {
+        leave(self.rank, self.index);
+    }
+}
+
+pub type RankedGuard<'a, T> = Ranked<parking_lot::MutexGuard<'a, T>>;
+pub type RankedRead<'a, T> = Ranked<parking_lot::RwLockReadGuard<'a, T>>;
+pub type RankedWrite<'a, T> = Ranked<parking_lot::RwLockWriteGuard<'a, T>>;
+
 /// A mutex with a place in the lock order.
 #[derive(Debug)]
 pub struct RankedMutex<T> {
@@ -94,35 +132,7 @@ impl<T> RankedMutex<T> {
     }
 
     pub fn lock(&self) -> RankedGuard<'_, T> {
-        enter(self.rank, self.index);
-        RankedGuard { rank: self.rank, index: self.index, guard: self.inner.lock() }
-    }
-}
-
-/// Held lock of a [`RankedMutex`]; leaves the order when dropped.
-#[derive(Debug)]
-pub struct RankedGuard<'a, T> {
-    rank: Rank,
-    index: usize,
-    guard: parking_lot::MutexGuard<'a, T>,
-}
-
-impl<T> Deref for RankedGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.guard
-    }
-}
-
-impl<T> DerefMut for RankedGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.guard
-    }
-}
-
-impl<T> Drop for RankedGuard<'_, T> {
-    fn drop(&mut self) {
-        leave(self.rank, self.index);
+        Ranked::enter(self.rank, self.index, || self.inner.lock())
     }
 }
 
@@ -139,57 +149,11 @@ impl<T> RankedRwLock<T> {
     }
 
     pub fn read(&self) -> RankedRead<'_, T> {
-        enter(self.rank, 0);
-        RankedRead { rank: self.rank, guard: self.inner.read() }
+        Ranked::enter(self.rank, 0, || self.inner.read())
     }
 
     pub fn write(&self) -> RankedWrite<'_, T> {
-        enter(self.rank, 0);
-        RankedWrite { rank: self.rank, guard: self.inner.write() }
-    }
-}
-
-#[derive(Debug)]
-pub struct RankedRead<'a, T> {
-    rank: Rank,
-    guard: parking_lot::RwLockReadGuard<'a, T>,
-}
-
-impl<T> Deref for RankedRead<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.guard
-    }
-}
-
-impl<T> Drop for RankedRead<'_, T> {
-    fn drop(&mut self) {
-        leave(self.rank, 0);
-    }
-}
-
-#[derive(Debug)]
-pub struct RankedWrite<'a, T> {
-    rank: Rank,
-    guard: parking_lot::RwLockWriteGuard<'a, T>,
-}
-
-impl<T> Deref for RankedWrite<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.guard
-    }
-}
-
-impl<T> DerefMut for RankedWrite<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.guard
-    }
-}
-
-impl<T> Drop for RankedWrite<'_, T> {
-    fn drop(&mut self) {
-        leave(self.rank, 0);
+        Ranked::enter(self.rank, 0, || self.inner.write())
     }
 }
 
