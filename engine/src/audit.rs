@@ -1,17 +1,16 @@
 //! The audit trail: every change to a stock cell, with time, command, actor and reason.
 //!
-//! Movements are derived from log records as they are applied (live and in replay) and sent to
-//! one writer thread, which stores them in the [`DocumentStore`] under two indexes: by cell
-//! (SKU, location, LSN) and by LSN; a location-only listing filters the LSN index.
+//! Movements are derived from log records as they are applied (live and in replay) and go
+//! through the kernel's projection pipeline ([`crate::kernel::projection`]), which stores them
+//! in the [`DocumentStore`] under two indexes: by cell (SKU, location, LSN) and by LSN; a
+//! location-only listing filters the LSN index.
 //!
-//! **Architecture Invariant:** the trail is a projection of the durable log. The writer holds
-//! back every movement whose record is not yet durable ([`DurableWatch`]), so a crash or a
-//! failed fsync never leaves a movement for a record that is not in the log (whose LSN would
-//! then be given to another record). Each batch is stored atomically together with the
-//! trail's applied LSN (tree `projections`, key `audit`), and keys carry the record's LSN, so
-//! replaying a record rewrites its movements instead of duplicating them. Before a snapshot is
-//! published the trail is flushed through the snapshot's LSN ([`AuditLog::flush_through`]):
-//! start-up replays the log after the snapshot, so nothing the trail lacks is ever behind it.
+//! **Architecture Invariant:** the trail is a projection of the durable log: the pipeline
+//! stores only movements of durable records, each batch atomically with the trail's applied
+//! LSN (tree `projections`, key `audit`), keyed by the record's LSN so replay rewrites rather
+//! than duplicates. Before a snapshot is published the trail is flushed through the snapshot's
+//! LSN ([`AuditLog::flush_through`]): start-up replays the log after the snapshot, so nothing
+//! the trail lacks is ever behind it.
 //!
 //! What is recorded: every change of `on_hand`, `committed`, `incoming` and the cell policy
 //! (receipts, adjustments, counts, commits, fulfilments, cancellations), and every step of a
@@ -26,34 +25,25 @@
 //! writer has stored it. Without durability (`Durability::None`) nothing is logged and there is
 //! no trail.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam::channel::{self, Receiver, Sender};
-use parking_lot::Mutex;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::command::{AdjustChange, Command, LogRecord};
 use crate::docstore::DocumentStore;
 use crate::flash::PoolReturn;
+use crate::kernel::projection::{Entry, Pipeline, Projection};
 use crate::time::Timestamp;
 use crate::view::Outcome;
 use crate::wal::{DurableWatch, Lsn};
 
 /// Movements waiting for the writer; past it writes are refused with `Busy`.
 pub const AUDIT_QUEUE_MAX: usize = 1_000_000;
-/// Records written to the store in one batch.
-const AUDIT_BATCH_RECORDS_MAX: usize = 4096;
 
 const BY_CELL: &str = "movements_by_cell";
 /// Entries a location-only listing examines per page before it answers with what it found.
 const LOCATION_SCAN_MAX: usize = 100_000;
 const BY_LSN: &str = "movements_by_lsn";
-/// Where each projection stores the LSN it has applied through, in the same batch as its data.
-const PROJECTIONS: &str = "projections";
-const AUDIT_APPLIED_KEY: &[u8] = b"audit";
-/// How often the writer looks at the durable LSN while movements wait for it.
-const DURABLE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One change to one cell.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -93,70 +83,68 @@ pub struct MovementPage {
     pub next: Option<Vec<u8>>,
 }
 
-enum Message {
-    Movements(Vec<Movement>),
-    /// Store every durable movement received so far and make the store durable; with an LSN,
-    /// every record through it is known to be delivered, and the applied LSN moves to it.
-    Flush(Option<Lsn>, Sender<std::io::Result<()>>),
+/// The audit trail's projection: movements, stored under the cell and the LSN indexes.
+#[derive(Debug, Default)]
+struct Trail;
+
+impl Projection for Trail {
+    type Item = Movement;
+    /// Also the key of the trail's applied LSN (`projections`/`audit`).
+    const NAME: &'static str = "audit";
+    const QUEUE_MAX: usize = AUDIT_QUEUE_MAX;
+
+    fn lsn(movement: &Movement) -> Lsn {
+        movement.lsn
+    }
+
+    fn entries(&mut self, movements: &[Movement], out: &mut Vec<Entry>) {
+        // A record's movements arrive together, in order: number them within the record.
+        let mut index: u16 = 0;
+        let mut last_lsn = None;
+        for movement in movements {
+            index = if last_lsn == Some(movement.lsn) { index + 1 } else { 0 };
+            last_lsn = Some(movement.lsn);
+            let Ok(value) = rkyv::to_bytes::<rkyv::rancor::Error>(movement) else { continue };
+            let value = value.to_vec();
+            let order = [&movement.lsn.to_be_bytes()[..], &index.to_be_bytes()].concat();
+            let (sku, location) = (movement.sku.as_bytes(), movement.location.as_bytes());
+            out.push((BY_CELL, [sku, &[0], location, &[0], &order].concat(), value.clone()));
+            out.push((BY_LSN, order, value));
+        }
+    }
 }
 
+/// The audit trail: its pipeline and what it records.
 pub(crate) struct AuditLog {
-    /// Taken on drop, which ends the writer.
-    sender: Option<Sender<Message>>,
-    writer: Option<std::thread::JoinHandle<()>>,
-    queued: Arc<AtomicUsize>,
-    written: Arc<AtomicU64>,
-    failure: Arc<Mutex<Option<String>>>,
-    store: Arc<dyn DocumentStore>,
+    pipeline: Pipeline<Trail>,
     holds: bool,
-    /// Set once the log is open; until then (replay) every record handed over is durable.
-    durable: Arc<std::sync::OnceLock<DurableWatch>>,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("queued", &self.queued).finish()
+        f.debug_struct("AuditLog").field("pipeline", &self.pipeline).finish()
     }
 }
 
 impl AuditLog {
     /// Starts the writer; `holds` also records reserve, release and expire.
     pub fn start(store: Arc<dyn DocumentStore>, holds: bool) -> Self {
-        let (sender, receiver) = channel::unbounded();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let written = Arc::new(AtomicU64::new(0));
-        let failure = Arc::new(Mutex::new(None));
-        let durable = Arc::new(std::sync::OnceLock::new());
-        // The writer ends when the log (the only sender) is dropped; drop joins it, so the
-        // store is closed when the engine is.
-        let shared = Writer {
-            store: store.clone(),
-            queued: queued.clone(),
-            written: written.clone(),
-            failure: failure.clone(),
-            durable: durable.clone(),
-        };
-        let writer = std::thread::Builder::new()
-            .name("aisle-audit".into())
-            .spawn(move || shared.run(receiver))
-            .expect("spawning the audit writer");
-        AuditLog { sender: Some(sender), writer: Some(writer), queued, written, failure, store, holds, durable }
+        AuditLog { pipeline: Pipeline::start(store, Trail), holds }
     }
 
     /// From now on only movements of durable records are stored (called once the log is open).
     pub fn follow(&self, watch: DurableWatch) {
-        let _ = self.durable.set(watch);
+        self.pipeline.follow(watch);
     }
 
     /// The LSN the stored trail is complete through (0 when nothing was ever flushed).
     pub fn applied_lsn(&self) -> std::io::Result<Lsn> {
-        let value = self.store.get(PROJECTIONS, AUDIT_APPLIED_KEY)?;
-        Ok(value.and_then(|bytes| bytes.try_into().ok()).map_or(0, u64::from_be_bytes))
+        self.pipeline.applied_lsn()
     }
 
     /// Whether the queue has room; checked before a command is applied.
     pub fn has_room(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) < AUDIT_QUEUE_MAX
+        self.pipeline.has_room()
     }
 
     /// Queues the movements of one applied record.
@@ -164,42 +152,27 @@ impl AuditLog {
         if !self.holds && is_hold(&record.command) {
             return;
         }
-        let movements = movements_of(lsn, record, outcome, hint);
-        if movements.is_empty() {
-            return;
-        }
-        self.queued.fetch_add(movements.len(), Ordering::Relaxed);
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(Message::Movements(movements));
-        }
+        self.pipeline.send(movements_of(lsn, record, outcome, hint));
     }
 
     /// Waits until every movement queued so far whose record is durable is stored, and the
     /// store is durable.
     pub fn flush(&self) -> std::io::Result<()> {
-        self.send_flush(None)
+        self.pipeline.flush()
     }
 
-    /// Like [`AuditLog::flush`], for a caller that knows every record through `lsn` has been
-    /// handed over and is durable (a snapshot, whose locks saw them applied): the trail's
-    /// applied LSN moves to `lsn`.
+    /// Moves the trail's applied LSN to `lsn`, through which every record has been handed over
+    /// and is durable (a snapshot's); see [`Pipeline::flush_through`].
     pub fn flush_through(&self, lsn: Lsn) -> std::io::Result<()> {
-        self.send_flush(Some(lsn))
-    }
-
-    fn send_flush(&self, through: Option<Lsn>) -> std::io::Result<()> {
-        let (done, wait) = channel::bounded(1);
-        let stopped = || std::io::Error::other("the audit writer has stopped");
-        self.sender.as_ref().ok_or_else(stopped)?.send(Message::Flush(through, done)).map_err(|_| stopped())?;
-        wait.recv().map_err(|_| stopped())?
+        self.pipeline.flush_through(lsn)
     }
 
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+        self.pipeline.written()
     }
 
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().clone()
+        self.pipeline.failure()
     }
 
     pub fn query(&self, query: &MovementQuery<'_>) -> std::io::Result<MovementPage> {
@@ -210,7 +183,7 @@ impl AuditLog {
             (None, Some(location)) => return self.query_location(location, query.cursor, limit),
             (None, None) => (BY_LSN, Vec::new()),
         };
-        let entries = self.store.scan(tree, &prefix, query.cursor, limit)?;
+        let entries = self.pipeline.store().scan(tree, &prefix, query.cursor, limit)?;
         let next = if entries.len() == limit { entries.last().map(|(key, _)| key.clone()) } else { None };
         let movements = entries.iter().map(|(_, value)| decode(value)).collect::<Result<Vec<_>, _>>()?;
         Ok(MovementPage { movements, next })
@@ -222,7 +195,7 @@ impl AuditLog {
         let mut cursor = cursor.map(<[u8]>::to_vec);
         let mut examined = 0;
         while movements.len() < limit && examined < LOCATION_SCAN_MAX {
-            let entries = self.store.scan(BY_LSN, &[], cursor.as_deref(), 1024)?;
+            let entries = self.pipeline.store().scan(BY_LSN, &[], cursor.as_deref(), 1024)?;
             let Some((last, _)) = entries.last() else {
                 return Ok(MovementPage { movements, next: None });
             };
@@ -240,122 +213,6 @@ impl AuditLog {
         }
         Ok(MovementPage { movements, next: cursor })
     }
-}
-
-impl Drop for AuditLog {
-    fn drop(&mut self) {
-        // Closing the channel lets the writer store what is queued, then stop.
-        drop(self.sender.take());
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
-    }
-}
-
-/// The writer thread's side of the trail.
-struct Writer {
-    store: Arc<dyn DocumentStore>,
-    queued: Arc<AtomicUsize>,
-    written: Arc<AtomicU64>,
-    failure: Arc<Mutex<Option<String>>>,
-    durable: Arc<std::sync::OnceLock<DurableWatch>>,
-}
-
-impl Writer {
-    fn durable_lsn(&self) -> Lsn {
-        self.durable.get().map_or(Lsn::MAX, DurableWatch::durable_lsn)
-    }
-
-    fn run(self, receiver: Receiver<Message>) {
-        // Received but not yet durable, in no particular order.
-        let mut waiting: Vec<Movement> = Vec::new();
-        let mut entries = Vec::new();
-        let mut open = true;
-        while open {
-            // With nothing held back, sleep until a message comes; otherwise look at the durable
-            // LSN again soon.
-            let first = if waiting.is_empty() {
-                receiver.recv().ok()
-            } else {
-                match receiver.recv_timeout(DURABLE_POLL) {
-                    Ok(message) => Some(message),
-                    Err(channel::RecvTimeoutError::Timeout) => None,
-                    Err(channel::RecvTimeoutError::Disconnected) => {
-                        open = false;
-                        None
-                    }
-                }
-            };
-            if first.is_none() && waiting.is_empty() {
-                break;
-            }
-            let mut flushes = Vec::new();
-            let mut next = first;
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Movements(movements) => waiting.extend(movements),
-                    Message::Flush(through, done) => flushes.push((through, done)),
-                }
-                if waiting.len() < AUDIT_BATCH_RECORDS_MAX {
-                    next = receiver.try_recv().ok();
-                }
-            }
-            let durable = self.durable_lsn();
-            let mut stored = 0;
-            let mut index = 0;
-            let mut last_lsn = None;
-            // Movements of one record arrive together, in order: number them per record.
-            waiting.sort_by_key(|movement| movement.lsn);
-            waiting.retain(|movement| {
-                if movement.lsn > durable {
-                    return true;
-                }
-                index = if last_lsn == Some(movement.lsn) { index + 1 } else { 0 };
-                last_lsn = Some(movement.lsn);
-                push_entries(&mut entries, movement, index);
-                stored += 1;
-                false
-            });
-            let applied = flushes.iter().filter_map(|(through, _)| *through).filter(|&lsn| lsn <= durable).max();
-            if let Some(applied) = applied {
-                entries.push((PROJECTIONS, AUDIT_APPLIED_KEY.to_vec(), applied.to_be_bytes().to_vec()));
-            }
-            let mut written = Ok(());
-            if !entries.is_empty() {
-                if let Err(e) = self.store.put_batch(&entries) {
-                    let reason = format!("writing the audit trail: {e}");
-                    *self.failure.lock() = Some(reason.clone());
-                    written = Err(reason);
-                }
-                entries.clear();
-            }
-            self.queued.fetch_sub(stored, Ordering::Relaxed);
-            self.written.fetch_add(stored as u64, Ordering::Relaxed);
-            if !flushes.is_empty() {
-                let result = written.and_then(|()| self.store.flush().map_err(|e| e.to_string()));
-                for (through, done) in flushes {
-                    let answer = match (&result, through) {
-                        (Err(e), _) => Err(std::io::Error::other(e.clone())),
-                        (Ok(()), Some(lsn)) if lsn > durable => Err(std::io::Error::other(format!(
-                            "the audit trail cannot pass lsn {durable}: the log is not durable beyond it"
-                        ))),
-                        (Ok(()), _) => Ok(()),
-                    };
-                    let _ = done.send(answer);
-                }
-            }
-        }
-    }
-}
-
-fn push_entries(entries: &mut Vec<(&'static str, Vec<u8>, Vec<u8>)>, movement: &Movement, index: u16) {
-    let Ok(value) = rkyv::to_bytes::<rkyv::rancor::Error>(movement) else { return };
-    let value = value.to_vec();
-    let order = [&movement.lsn.to_be_bytes()[..], &index.to_be_bytes()].concat();
-    let sku = movement.sku.as_bytes();
-    let location = movement.location.as_bytes();
-    entries.push((BY_CELL, [sku, &[0], location, &[0], &order].concat(), value.clone()));
-    entries.push((BY_LSN, order, value));
 }
 
 fn decode(bytes: &[u8]) -> std::io::Result<Movement> {

@@ -4,7 +4,8 @@
 //! - [`Sink`]: whether a command's record goes to the log (live) or comes from it (replay);
 //! - [`locks`]: the one lock order of the engine, named and checked in one place;
 //! - `idempotency`: the idempotency results table, generic over the outcome;
-//! - [`Ack`]: a write's result, valid once its log record is durable.
+//! - [`Ack`]: a write's result, valid once its log record is durable;
+//! - [`projection`]: the pipeline that feeds the document store only from durable records.
 //!
 //! Domains ([`crate::catalog`], [`crate::stock`], [`crate::flash`], [`crate::transfer`]) import
 //! the kernel and the shared leaves (`model`, `cell`, `sourcing`, `time`, `error`, `limits`),
@@ -13,6 +14,7 @@
 
 pub(crate) mod idempotency;
 pub mod locks;
+pub mod projection;
 
 use crate::wal::{Lsn, Wal};
 
