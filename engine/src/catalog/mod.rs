@@ -90,10 +90,8 @@ impl Catalog {
     }
 }
 
-/// The section's name in a snapshot file.
-pub const SECTION: &str = "catalog";
-/// 1: locations in table order (as in snapshot format 3).
-pub const SECTION_VERSION: u32 = 1;
+// Its snapshot section. 1: locations in table order (as in snapshot format 3).
+crate::kernel::container::snapshot_section!(CatalogSection, "catalog", 1);
 
 /// The catalog's snapshot section: every location, in table order (their index is their
 /// [`LocId`], which cells and holds store).

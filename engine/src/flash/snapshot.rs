@@ -10,10 +10,8 @@ use crate::flash::{FlashSaleDef, FlashSales, PoolCell, Sale, SaleState};
 use crate::stock::views::ReservationStatus;
 use crate::stock::Stock;
 
-/// The section's name in a snapshot file.
-pub const SECTION: &str = "flash";
-/// 1: sales with pools, counts and customers (as in snapshot format 3).
-pub const SECTION_VERSION: u32 = 1;
+// Its snapshot section. 1: sales with pools, counts and customers (as in snapshot format 3).
+crate::kernel::container::snapshot_section!(FlashSection, "flash", 1);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SaleImage {

@@ -12,6 +12,7 @@
 //! never the dispatcher (`state`) or the facade (`engine`); `state.rs` runs a record through
 //! them: claim the idempotency key, lock, check, apply, append, remember the outcome.
 
+pub mod container;
 pub(crate) mod idempotency;
 pub mod locks;
 pub mod projection;

@@ -15,10 +15,8 @@ use crate::stock::views::ReservationStatus;
 use crate::stock::{ChannelName, HeldLine, Reservation, ReservationCore, ShardState, SkuEntry, Stock};
 use crate::time::Timestamp;
 
-/// The section's name in a snapshot file.
-pub const SECTION: &str = "stock";
-/// 1: SKUs with cells, reservations (as in snapshot format 3).
-pub const SECTION_VERSION: u32 = 1;
+// Its snapshot section. 1: SKUs with cells, reservations (as in snapshot format 3).
+crate::kernel::container::snapshot_section!(StockSection, "stock", 1);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct SkuImage {

@@ -13,10 +13,8 @@ use crate::transfer::{
     Transfers,
 };
 
-/// The section's name in a snapshot file.
-pub const SECTION: &str = "transfers";
-/// 1: transfers, replenishments and id counters (as in snapshot format 3).
-pub const SECTION_VERSION: u32 = 1;
+// Its snapshot section. 1: transfers, replenishments and id counters (as in snapshot format 3).
+crate::kernel::container::snapshot_section!(TransferSection, "transfers", 1);
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct TransferLineImage {
