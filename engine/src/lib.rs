@@ -53,6 +53,7 @@ mod catalog;
 pub mod cell;
 pub mod command;
 pub mod docstore;
+mod domains;
 pub mod engine;
 pub mod error;
 pub mod flash;

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::catalog::CatalogSection;
+use crate::domains::{registered_domains, DomainCaptures, Domains};
 use crate::flash::snapshot::{FlashSection, SaleImage};
 use crate::kernel::container;
 pub use crate::kernel::container::{Loaded, SectionBytes, SectionedBody, SnapshotError};
+use crate::kernel::domain::Domain;
 use crate::model::LocationDef;
 use crate::stock::snapshot::{ReservationImage, SkuImage, StockSection};
 use crate::time::Timestamp;
@@ -62,13 +64,37 @@ macro_rules! sections {
     };
 }
 
-sections! {
-    catalog: CatalogSection,
-    stock: StockSection,
-    flash: FlashSection,
-    transfers: TransferSection,
-    idempotency: IdempotencySection,
+/// The hand-wired sections, then each registered domain's ([`crate::domains`]).
+macro_rules! image_with_domains {
+    ($($field:ident: $domain:ty => $section:ty,)*) => {
+        sections! {
+            catalog: CatalogSection,
+            stock: StockSection,
+            flash: FlashSection,
+            idempotency: IdempotencySection,
+            $($field: $section,)*
+        }
+
+        impl Image {
+            /// Builds the registered domains' sections from their captures (no lock held).
+            pub(crate) fn set_domains(&mut self, captures: DomainCaptures) {
+                $(self.$field = <$domain as Domain>::into_section(captures.$field);)*
+            }
+
+            /// Restores every registered domain from its section (start-up only).
+            pub(crate) fn restore_domains(&self, domains: &Domains, location_codes: &[Arc<str>]) {
+                $(domains.$field.restore(&self.$field, location_codes);)*
+            }
+
+            /// Puts the registered domains' sections in their canonical order.
+            pub(crate) fn canonicalize_domains(&mut self) {
+                $(<$domain as Domain>::canonicalize(&mut self.$field);)*
+            }
+        }
+    };
 }
+
+registered_domains!(image_with_domains);
 
 /// Idempotency results (the dispatcher's, across domains).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]

@@ -20,6 +20,7 @@ use smallvec::SmallVec;
 use crate::audit::{AuditHint, AuditLog};
 pub(crate) use crate::catalog::{Catalog, LocId};
 use crate::command::{Adjust, AdjustChange, CellPolicy, Command, LogRecord, Receive};
+use crate::domains::Domains;
 use crate::error::{Conflict, EngineError, Entity, Result};
 use crate::flash::{pool_change, FlashSales, FlashScope, PoolReturn, Sale, SaleBook, SaleState};
 use crate::kernel::idempotency::{scoped_key, IdempotencyTable};
@@ -27,7 +28,7 @@ pub use crate::kernel::Context;
 pub(crate) use crate::kernel::Sink;
 pub(crate) use crate::stock::{Guards, Stock};
 use crate::time::Timestamp;
-use crate::transfer::{conflict as transfer_conflict, ReplenishmentStatus, TransferBook, TransferScope, Transfers};
+use crate::transfer::{conflict as transfer_conflict, ReplenishmentStatus, TransferBook, TransferScope};
 use crate::view::Outcome;
 use crate::wal::{Durability, Lsn};
 
@@ -39,7 +40,8 @@ pub(crate) struct State {
     pub stock: Stock,
     pub idempotency: IdempotencyTable<Outcome>,
     pub flash: FlashSales,
-    pub transfers: Transfers,
+    /// The domains registered in [`crate::domains`].
+    pub domains: Domains,
     /// Where applied records' movements go; `None` when nothing is logged.
     pub audit: Option<AuditLog>,
 }
@@ -51,7 +53,7 @@ impl State {
             stock: Stock::new(shards),
             idempotency: IdempotencyTable::default(),
             flash: FlashSales::default(),
-            transfers: Transfers::new(),
+            domains: Domains::default(),
             audit,
         }
     }
@@ -102,26 +104,28 @@ impl State {
 
         if let Command::Prune = &record.command {
             let at = record.at;
-            // Finished reservations and transfers are forgotten under every shard and the
-            // book, so no command can finish one between this record and its effect.
-            let (reservations, transfers, lsn) = {
+            // Finished reservations and the registered domains' finished entries are forgotten
+            // under every shard (each domain also takes its own lock), so no command that needs
+            // a shard can finish one between this record and its effect. One that needs none
+            // (rejecting a replenishment request) finishes at its own time, far inside the
+            // retention, so it is never among the forgotten whichever goes first.
+            let (reservations, finished, lsn) = {
                 let mut guards = self.stock.lock_every();
-                let mut book = self.transfers.book.lock();
-                let (reservations, transfers) = (self.stock.prune(at, &mut guards), book.prune(at));
-                let pruned = Outcome::Pruned { idempotency: 0, reservations, transfers };
-                (reservations, transfers, self.finish(record, sink, key, &pruned, &AuditHint::None)?)
+                let (reservations, finished) = (self.stock.prune(at, &mut guards), self.domains.prune(at));
+                let pruned = Outcome::Pruned { idempotency: 0, reservations, finished };
+                (reservations, finished, self.finish(record, sink, key, &pruned, &AuditHint::None)?)
             };
             // Idempotency results need no shard: a result recorded meanwhile is newer than the
             // cut-off. Scanning the table after the locks are released keeps that scan out of
             // every writer's way.
             let idempotency = self.idempotency.prune(at);
-            return Ok((Outcome::Pruned { idempotency, reservations, transfers }, lsn));
+            return Ok((Outcome::Pruned { idempotency, reservations, finished }, lsn));
         }
 
         if is_transfer_command(&record.command) {
             let mut guards = self.stock.lock(self.shards_of(&record.command)?);
             // Held through the log append: steps of one transfer are logged in apply order.
-            let mut book = self.transfers.book.lock();
+            let mut book = self.domains.transfers.book.lock();
             let (outcome, resolved) = self.apply_transfer(record, &mut guards, &mut book)?;
             let lsn = self.finish(resolved.as_ref().unwrap_or(record), sink, key, &outcome, &AuditHint::None)?;
             return Ok((outcome, lsn));
@@ -192,7 +196,7 @@ impl State {
     }
 
     fn transfer_scope(&self) -> TransferScope<'_> {
-        TransferScope { catalog: &self.catalog, stock: &self.stock, transfers: &self.transfers }
+        TransferScope { catalog: &self.catalog, stock: &self.stock, transfers: &self.domains.transfers }
     }
 
     /// Checks and applies one transfer or replenishment command (its shards and the book
@@ -351,13 +355,13 @@ impl State {
             // A transfer's and a request's SKUs never change: read under a short lock, then
             // taken again after the shards (the lock order).
             Command::ShipTransfer { id } | Command::ReceiveTransfer { id, .. } | Command::CancelTransfer { id } => {
-                let book = self.transfers.book.lock();
+                let book = self.domains.transfers.book.lock();
                 let transfer =
                     book.transfers.get(id).ok_or_else(|| EngineError::not_found(Entity::Transfer, id.to_string()))?;
                 transfer.lines.iter().map(|l| self.stock.shard_of(&l.sku)).collect()
             }
             Command::ApproveReplenishment { id, .. } => {
-                let book = self.transfers.book.lock();
+                let book = self.domains.transfers.book.lock();
                 let request = book
                     .replenishments
                     .get(id)
@@ -422,7 +426,7 @@ impl State {
     /// Whether a [`Command::Prune`] at `now` would forget anything; the sweeper logs one only
     /// then, so an idle engine writes nothing.
     pub fn prunable(&self, now: Timestamp) -> bool {
-        self.transfers.book.lock().prunable(now) || self.stock.prunable(now) || self.idempotency.prunable(now)
+        self.domains.prunable(now) || self.stock.prunable(now) || self.idempotency.prunable(now)
     }
 }
 

@@ -28,6 +28,7 @@ pub enum Outcome {
     Pruned {
         idempotency: u64,
         reservations: u64,
-        transfers: u64,
+        /// Finished entries of the registered domains (transfers, replenishment requests).
+        finished: u64,
     },
 }

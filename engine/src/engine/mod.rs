@@ -24,6 +24,7 @@ use crate::command::{
     Adjust, AdjustChange, CellPolicy, Command, IdempotencyTag, LogRecord, Receive, Reserve, ReserveLine,
 };
 use crate::docstore::{DocumentStore, MemoryStore, SledStore};
+use crate::domains::DomainCaptures;
 use crate::error::{EngineError, Entity, FieldError, Result};
 use crate::flash::snapshot::FlashCapture;
 pub use crate::kernel::Ack;
@@ -34,7 +35,6 @@ use crate::state::{Context, LocId, Sink, State};
 use crate::stock::snapshot::StockCapture;
 use crate::stock::HoldLedger;
 use crate::time::{day_of, Clock, SystemClock, Timestamp};
-use crate::transfer::snapshot::TransferCapture;
 use crate::view::{CellView, Outcome, ReservationStatus, ReservationView, SkuStock, StockTotals};
 use crate::wal::{
     DirStorage, Durability, LogStorage, Lsn, MemStorage, RecoveryReport, Retention, Wal, WalConfig, WalError, WalStats,
@@ -711,8 +711,7 @@ impl Engine {
     pub fn canonical_image(&self) -> Image {
         let mut image = into_image(capture(&self.inner.state, &self.inner.wal), 0);
         image.stock.next_reservation_id = 0;
-        image.transfers.next_transfer_id = 0;
-        image.transfers.next_replenishment_id = 0;
+        image.canonicalize_domains();
         image.stock.skus.sort_unstable_by(|a, b| a.def.code.cmp(&b.def.code));
         image.stock.reservations.sort_unstable_by_key(|r| r.id);
         image.idempotency.results.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -750,17 +749,18 @@ impl Engine {
     /// not yet received by the transfers into the cell.
     pub fn check_invariants(&self) -> Result<(), String> {
         let state = &self.inner.state;
+        // Each registered domain's own consistency, under its own lock.
+        state.domains.check()?;
         // The lock order: shards, then the sales, then the transfer book.
         let guards = state.stock.lock_all();
         let sales = state.flash.all_sales();
         let sale_states: Vec<_> = sales.iter().map(|sale| sale.state.lock()).collect();
-        let book = state.transfers.book.lock();
+        let book = state.domains.transfers.book.lock();
         // Each domain that holds stock checks itself and counts its holds; the stock domain
         // then checks every cell against the count.
         let mut holds = HoldLedger::default();
         crate::flash::check_sales(&sale_states, &state.stock)?;
         crate::flash::count_holds(&sale_states, &mut holds);
-        book.check()?;
         book.count_holds(&mut holds);
         state.stock.check(&guards, holds)
     }
@@ -967,24 +967,25 @@ struct Captured {
     catalog: CatalogSection,
     stock: StockCapture,
     flash: FlashCapture,
-    transfers: TransferCapture,
+    domains: DomainCaptures,
     idempotency: Vec<(Box<str>, u64, Timestamp, Arc<Outcome>)>,
 }
 
 fn capture(state: &State, wal: &Wal) -> Captured {
-    // The lock order: shards, then each sale's mutex, then the transfer book, then the location
-    // table (commands read the table while holding their shards; taking them the other way
-    // round here could deadlock behind a waiting location writer).
+    // The lock order: shards, then each sale's mutex, then the registered domains' locks (the
+    // transfer book), then the location table (commands read the table while holding their
+    // shards; taking them the other way round here could deadlock behind a waiting location
+    // writer).
     let guards = state.stock.lock_all();
     // No sale is created without a shard lock, so the table cannot grow under this copy.
     let flash = state.flash.capture();
-    let transfers = state.transfers.capture();
+    let domains = state.domains.capture();
     let catalog = state.catalog.capture();
     // Every record appended so far was appended under one of the locks now held.
     let lsn = wal.last_lsn();
     let stock = state.stock.capture(&guards);
     let idempotency = state.idempotency.results();
-    Captured { lsn, catalog, stock, flash, transfers, idempotency }
+    Captured { lsn, catalog, stock, flash, domains, idempotency }
 }
 
 fn into_image(captured: Captured, now: Timestamp) -> Image {
@@ -998,15 +999,13 @@ fn into_image(captured: Captured, now: Timestamp) -> Image {
             outcome: Outcome::clone(&outcome),
         })
         .collect();
-    Image {
-        lsn: captured.lsn,
-        taken_at: now,
-        catalog: captured.catalog,
-        stock: captured.stock.into_section(),
-        flash: captured.flash.into_section(),
-        transfers: captured.transfers.into_section(),
-        idempotency: IdempotencySection { results },
-    }
+    let mut image = Image::empty(captured.lsn, now);
+    image.catalog = captured.catalog;
+    image.stock = captured.stock.into_section();
+    image.flash = captured.flash.into_section();
+    image.idempotency = IdempotencySection { results };
+    image.set_domains(captured.domains);
+    image
 }
 
 /// Rebuilds the state from an image (start-up only; nothing else is running): each domain
@@ -1016,7 +1015,7 @@ fn restore(state: &State, image: &Image) {
     state.flash.restore(&image.flash);
     state.stock.restore(&image.stock, &location_codes, &|code| state.flash.shared_code(code));
     state.flash.restore_claim_expiries(&state.stock);
-    state.transfers.restore(&image.transfers, &location_codes);
+    image.restore_domains(&state.domains, &location_codes);
     for entry in &image.idempotency.results {
         state.idempotency.restore(&entry.key, entry.fingerprint, entry.at, entry.outcome.clone());
     }

@@ -27,7 +27,7 @@ impl Engine {
         let lines = merge_transfer_lines(lines, &mut errors);
         check_note("note", &note, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
-        let id = self.inner.state.transfers.next_transfer_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.state.domains.transfers.next_transfer_id.fetch_add(1, Ordering::Relaxed);
         let command = Command::CreateTransfer(CreateTransfer { id, from, to, lines, note });
         into_transfer(self.submit(ctx, self.now(), command)?)
     }
@@ -72,7 +72,7 @@ impl Engine {
     }
 
     pub fn transfer(&self, id: u64) -> Option<TransferView> {
-        self.inner.state.transfers.book.lock().transfers.get(&id).map(Transfer::view)
+        self.inner.state.domains.transfers.book.lock().transfers.get(&id).map(Transfer::view)
     }
 
     /// A location asks for stock; nothing is held.
@@ -93,7 +93,7 @@ impl Engine {
         let lines = merge_transfer_lines(lines, &mut errors);
         check_note("note", &note, &mut errors);
         finish(errors).map_err(EngineError::Invalid)?;
-        let id = self.inner.state.transfers.next_replenishment_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.state.domains.transfers.next_replenishment_id.fetch_add(1, Ordering::Relaxed);
         let command = Command::RequestReplenishment(RequestReplenishment { id, location, from, lines, note });
         into_replenishment(self.submit(ctx, self.now(), command)?)
     }
@@ -111,7 +111,7 @@ impl Engine {
             check_code("from", from, &mut errors);
             finish(errors).map_err(EngineError::Invalid)?;
         }
-        let transfer_id = self.inner.state.transfers.next_transfer_id.fetch_add(1, Ordering::Relaxed);
+        let transfer_id = self.inner.state.domains.transfers.next_transfer_id.fetch_add(1, Ordering::Relaxed);
         into_replenishment(self.submit(ctx, self.now(), Command::ApproveReplenishment { id, transfer_id, from })?)
     }
 
@@ -137,7 +137,7 @@ impl Engine {
     }
 
     pub fn replenishment(&self, id: u64) -> Option<ReplenishmentView> {
-        self.inner.state.transfers.book.lock().replenishments.get(&id).map(Replenishment::view)
+        self.inner.state.domains.transfers.book.lock().replenishments.get(&id).map(Replenishment::view)
     }
 
     /// Cells below their reorder point (at `location`, or everywhere), in (location, SKU) order
@@ -156,7 +156,7 @@ impl Engine {
         let state = &self.inner.state;
         let today = day_of(self.now());
         let limit = limit.clamp(1, SUGGESTIONS_PAGE_MAX);
-        let on_order = state.transfers.book.lock().on_order();
+        let on_order = state.domains.transfers.book.lock().on_order();
         let (codes, points) = {
             let table = state.catalog.locations.read();
             (table.codes.clone(), table.points.clone())

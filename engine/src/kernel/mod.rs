@@ -5,6 +5,9 @@
 //! - [`locks`]: the one lock order of the engine, named and checked in one place;
 //! - `idempotency`: the idempotency results table, generic over the outcome;
 //! - [`Ack`]: a write's result, valid once its log record is durable;
+//! - [`container`]: the snapshot file of named, versioned sections;
+//! - [`domain`]: what a registered domain offers the engine (section, capture, restore, check,
+//!   pruning);
 //! - [`projection`]: the pipeline that feeds the document store only from durable records.
 //!
 //! Domains ([`crate::catalog`], [`crate::stock`], [`crate::flash`], [`crate::transfer`]) import
@@ -13,6 +16,7 @@
 //! them: claim the idempotency key, lock, check, apply, append, remember the outcome.
 
 pub mod container;
+pub mod domain;
 pub(crate) mod idempotency;
 pub mod locks;
 pub mod projection;

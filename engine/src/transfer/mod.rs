@@ -565,6 +565,12 @@ pub(crate) struct Transfers {
     pub next_replenishment_id: std::sync::atomic::AtomicU64,
 }
 
+impl Default for Transfers {
+    fn default() -> Self {
+        Transfers::new()
+    }
+}
+
 impl Transfers {
     pub fn new() -> Self {
         Transfers {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::cell::Lot;
+use crate::kernel::domain::Domain;
 use crate::time::Timestamp;
 use crate::transfer::{
     Replenishment, ReplenishmentStatus, Transfer, TransferBook, TransferLine, TransferLineState, TransferStatus,
@@ -85,8 +86,11 @@ pub(crate) struct TransferCapture {
     next_replenishment_id: u64,
 }
 
-impl Transfers {
-    pub(crate) fn capture(&self) -> TransferCapture {
+impl Domain for Transfers {
+    type Section = TransferSection;
+    type Capture = TransferCapture;
+
+    fn capture(&self) -> TransferCapture {
         TransferCapture {
             book: self.book.lock().clone(),
             next_transfer_id: self.next_transfer_id.load(Ordering::Relaxed),
@@ -95,7 +99,7 @@ impl Transfers {
     }
 
     /// Rebuilds the book from its section (start-up only); `location_codes` are the catalog's.
-    pub(crate) fn restore(&self, section: &TransferSection, location_codes: &[Arc<str>]) {
+    fn restore(&self, section: &TransferSection, location_codes: &[Arc<str>]) {
         let code = |id: u32| location_codes.get(id as usize).cloned().unwrap_or_else(|| Arc::from("?"));
         let mut book = TransferBook::default();
         for t in &section.transfers {
@@ -149,11 +153,33 @@ impl Transfers {
         self.next_transfer_id.store(section.next_transfer_id, Ordering::Relaxed);
         self.next_replenishment_id.store(section.next_replenishment_id, Ordering::Relaxed);
     }
+
+    fn into_section(capture: TransferCapture) -> TransferSection {
+        capture.into_section()
+    }
+
+    fn canonicalize(section: &mut TransferSection) {
+        // Transfers and requests are already in id order.
+        section.next_transfer_id = 0;
+        section.next_replenishment_id = 0;
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.book.lock().check()
+    }
+
+    fn prunable(&self, now: Timestamp) -> bool {
+        self.book.lock().prunable(now)
+    }
+
+    fn prune(&self, at: Timestamp) -> u64 {
+        self.book.lock().prune(at)
+    }
 }
 
 impl TransferCapture {
     /// The archivable section (no lock held).
-    pub(crate) fn into_section(self) -> TransferSection {
+    fn into_section(self) -> TransferSection {
         let mut transfers: Vec<TransferImage> = self
             .book
             .transfers
