@@ -217,6 +217,14 @@ pub(crate) trait ClaimBook {
     fn book(&mut self, reservation: &Reservation, to: ReservationStatus) -> PoolReturn;
 }
 
+/// A receipt or adjustment that passed its check: the cell's location and the change in
+/// `on_hand` (a count resolved to its difference). Nothing changed yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckedCell {
+    location: LocId,
+    delta: i64,
+}
+
 /// A reservation that passed [`Stock::check_reserve`]: resolved, nothing changed yet.
 #[derive(Debug)]
 pub(crate) struct CheckedReserve<'r> {
@@ -347,7 +355,8 @@ impl Stock {
             .ok_or_else(|| EngineError::Internal(format!("shard {shard} is not locked")))
     }
 
-    /// Units arrive at a cell (with a cost and a lot, if given).
+    /// Units arrive at a cell (with a cost and a lot, if given): [`Stock::check_receive`], then
+    /// [`Stock::apply_checked_receive`].
     pub fn apply_receive(
         &self,
         catalog: &Catalog,
@@ -355,7 +364,18 @@ impl Stock {
         receive: &Receive,
         guards: &mut Guards<'_>,
     ) -> Result<CellView> {
-        let today = day_of(at);
+        let checked = self.check_receive(catalog, receive, guards)?;
+        Ok(self.apply_checked_receive(at, receive, checked, guards))
+    }
+
+    /// Whether `receive` can be applied: its location and SKU exist and its lot fits the cell.
+    /// Changes nothing.
+    pub(crate) fn check_receive(
+        &self,
+        catalog: &Catalog,
+        receive: &Receive,
+        guards: &mut Guards<'_>,
+    ) -> Result<CheckedCell> {
         let location = catalog.location_id(&receive.location)?;
         let entry = self.sku_mut(guards, &receive.sku)?;
         if let Some(lot) = &receive.lot {
@@ -368,16 +388,28 @@ impl Stock {
                 return Err(EngineError::invalid("lot", "too many lots in this cell"));
             }
         }
-        let cell = entry.cell_or_insert(location);
+        Ok(CheckedCell { location, delta: i64::from(receive.qty) })
+    }
+
+    /// Applies a receipt [`Stock::check_receive`] accepted, under the same locks; cannot fail.
+    pub(crate) fn apply_checked_receive(
+        &self,
+        at: Timestamp,
+        receive: &Receive,
+        checked: CheckedCell,
+        guards: &mut Guards<'_>,
+    ) -> CellView {
+        let cell = self.checked_cell(guards, &receive.sku, checked.location);
         cell.receive(
-            i64::from(receive.qty),
+            checked.delta,
             receive.unit_cost,
             receive.lot.as_ref().map(|lot| (lot.code.as_str(), lot.expires_on)),
         );
-        Ok(CellView::of(&receive.sku, &receive.location, cell, today))
+        CellView::of(&receive.sku, &receive.location, cell, day_of(at))
     }
 
-    /// Units found or lost, or a physical count.
+    /// Units found or lost, or a physical count: [`Stock::check_adjust`], then
+    /// [`Stock::apply_checked_adjust`].
     pub fn apply_adjust(
         &self,
         catalog: &Catalog,
@@ -385,7 +417,18 @@ impl Stock {
         adjust: &Adjust,
         guards: &mut Guards<'_>,
     ) -> Result<CellView> {
-        let today = day_of(at);
+        let checked = self.check_adjust(catalog, adjust, guards)?;
+        Ok(self.apply_checked_adjust(at, adjust, checked, guards))
+    }
+
+    /// Whether `adjust` can be applied: it leaves `on_hand` at zero or more and its lot fits.
+    /// Changes nothing; the result carries the change in `on_hand` (a count's difference).
+    pub(crate) fn check_adjust(
+        &self,
+        catalog: &Catalog,
+        adjust: &Adjust,
+        guards: &mut Guards<'_>,
+    ) -> Result<CheckedCell> {
         let location = catalog.location_id(&adjust.location)?;
         let entry = self.sku_mut(guards, &adjust.sku)?;
         let before = entry.cell(location).map_or(0, |cell| cell.on_hand);
@@ -405,14 +448,32 @@ impl Stock {
                 return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
             }
         }
-        let cell = entry.cell_or_insert(location);
+        Ok(CheckedCell { location, delta })
+    }
+
+    /// Applies an adjustment [`Stock::check_adjust`] accepted, under the same locks; cannot fail.
+    pub(crate) fn apply_checked_adjust(
+        &self,
+        at: Timestamp,
+        adjust: &Adjust,
+        checked: CheckedCell,
+        guards: &mut Guards<'_>,
+    ) -> CellView {
+        let cell = self.checked_cell(guards, &adjust.sku, checked.location);
         let lot = adjust.lot.as_ref().map(|lot| (lot.code.as_str(), lot.expires_on));
-        if delta > 0 {
-            cell.add(delta, lot);
-        } else if delta < 0 {
-            cell.remove(-delta, lot.map(|(code, _)| code));
+        if checked.delta > 0 {
+            cell.add(checked.delta, lot);
+        } else if checked.delta < 0 {
+            cell.remove(-checked.delta, lot.map(|(code, _)| code));
         }
-        Ok(CellView::of(&adjust.sku, &adjust.location, cell, today))
+        CellView::of(&adjust.sku, &adjust.location, cell, day_of(at))
+    }
+
+    /// The cell a check accepted (created if new). A check ran under the same locks and found
+    /// the SKU, so its absence is a broken invariant, not an input error.
+    fn checked_cell<'g>(&self, guards: &'g mut Guards<'_>, sku: &str, location: LocId) -> &'g mut Cell {
+        let entry = self.sku_mut(guards, sku).expect("a checked SKU is in its locked shard");
+        entry.cell_or_insert(location)
     }
 
     /// A cell's safety stock and reorder settings.
