@@ -263,3 +263,41 @@ fn a_failed_fsync_makes_the_engine_read_only_and_says_why() {
     assert_eq!(engine.cell("A", "W1").expect("cell").reserved, 1);
     engine.check_invariants().expect("invariants");
 }
+
+/// A snapshot that cannot be written is counted (the snapshotter thread has no caller to tell),
+/// and the newest snapshot's time stays that of the last good one, also after a restart.
+#[test]
+fn a_failed_snapshot_is_counted_and_the_last_good_one_is_remembered() {
+    let clock = ManualClock::new(START);
+    let mut config = config();
+    config.clock = Arc::new(clock.clone());
+    let (storage, wal, snapshots) = Storage::memory();
+    let (engine, _) = Engine::open(config.clone(), storage).expect("opens");
+    let stats = engine.stats();
+    assert_eq!((stats.snapshots_taken, stats.snapshot_failures, stats.last_snapshot_at), (0, 0, 0));
+    common::seed(&engine, &["W1"], &SKUS, 10);
+
+    engine.snapshot().expect("snapshot");
+    let stats = engine.stats();
+    assert_eq!((stats.snapshots_taken, stats.snapshot_failures, stats.last_snapshot_at), (1, 0, START));
+
+    clock.advance_ms(60_000);
+    snapshots.fail_syncs(true);
+    assert!(engine.snapshot().is_err(), "the image cannot be synced");
+    assert!(engine.snapshot().is_err(), "nor the second time");
+    let stats = engine.stats();
+    assert_eq!((stats.snapshots_taken, stats.snapshot_failures, stats.last_snapshot_at), (1, 2, START));
+    assert!(engine.read_only_reason().is_none(), "a failed snapshot leaves the log writable");
+
+    snapshots.fail_syncs(false);
+    engine.snapshot().expect("snapshot");
+    let stats = engine.stats();
+    assert_eq!((stats.snapshots_taken, stats.snapshot_failures, stats.last_snapshot_at), (2, 2, START + 60_000));
+    engine.close().expect("close");
+
+    // A restart knows when the snapshot it recovered from was taken.
+    let storage = Storage { wal: Arc::new(wal), snapshots: Arc::new(snapshots), documents: None };
+    let (engine, _) = Engine::open(config, storage).expect("recovers");
+    let stats = engine.stats();
+    assert_eq!((stats.snapshots_taken, stats.snapshot_failures, stats.last_snapshot_at), (0, 0, START + 60_000));
+}

@@ -11,7 +11,7 @@ mod valuation;
 
 use std::cmp::Reverse;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -195,6 +195,11 @@ pub struct EngineStats {
     pub durable_lsn: Lsn,
     pub last_snapshot_lsn: Lsn,
     pub snapshots_taken: u64,
+    /// Snapshots that failed since start (the snapshotter retries at its next turn).
+    pub snapshot_failures: u64,
+    /// When the newest snapshot on disk was taken (engine clock): the last one written, or
+    /// the one recovered from; 0 while there is none.
+    pub last_snapshot_at: Timestamp,
     pub last_snapshot_duration: Duration,
     pub wal: WalStats,
     pub read_only_reason: Option<String>,
@@ -230,6 +235,8 @@ pub(crate) struct Inner {
     snapshot_lock: Mutex<()>,
     last_snapshot_lsn: AtomicU64,
     snapshots_taken: AtomicU64,
+    snapshot_failures: AtomicU64,
+    last_snapshot_at: AtomicI64,
     last_snapshot_nanos: AtomicU64,
     stopping: AtomicBool,
     wakeup: (Mutex<()>, Condvar),
@@ -288,6 +295,8 @@ impl Engine {
             snapshot_lock: Mutex::new(()),
             last_snapshot_lsn: AtomicU64::new(snapshot_lsn),
             snapshots_taken: AtomicU64::new(0),
+            snapshot_failures: AtomicU64::new(0),
+            last_snapshot_at: AtomicI64::new(loaded.image.as_ref().map_or(0, |image| image.taken_at)),
             last_snapshot_nanos: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             wakeup: (Mutex::new(()), Condvar::new()),
@@ -642,6 +651,8 @@ impl Engine {
             durable_lsn: inner.wal.durable_lsn(),
             last_snapshot_lsn: inner.last_snapshot_lsn.load(Ordering::Relaxed),
             snapshots_taken: inner.snapshots_taken.load(Ordering::Relaxed),
+            snapshot_failures: inner.snapshot_failures.load(Ordering::Relaxed),
+            last_snapshot_at: inner.last_snapshot_at.load(Ordering::Relaxed),
             last_snapshot_duration: Duration::from_nanos(inner.last_snapshot_nanos.load(Ordering::Relaxed)),
             wal: inner.wal.stats(),
             read_only_reason: inner.wal.read_only_reason(),
@@ -658,8 +669,17 @@ impl Engine {
         self.inner.wal.read_only_reason()
     }
 
-    /// Writes a snapshot of the whole state now and deletes the log it covers.
+    /// Writes a snapshot of the whole state now and deletes the log it covers. A failure is
+    /// counted (`EngineStats::snapshot_failures`): the snapshotter thread has no one to tell.
     pub fn snapshot(&self) -> Result<SnapshotInfo> {
+        let taken = self.take_snapshot();
+        if taken.is_err() {
+            self.inner.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    fn take_snapshot(&self) -> Result<SnapshotInfo> {
         let inner = &self.inner;
         let _one_at_a_time = inner.snapshot_lock.lock();
         let started = Instant::now();
@@ -700,6 +720,7 @@ impl Engine {
         snapshot::remove_older(&inner.storage.snapshots, lsn);
         let duration = started.elapsed();
         inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
+        inner.last_snapshot_at.store(now, Ordering::Relaxed);
         inner.last_snapshot_nanos.store(duration.as_nanos() as u64, Ordering::Relaxed);
         Ok(SnapshotInfo { file, lsn, bytes, cells, wal_segments_removed, duration, pause })
     }
