@@ -1,10 +1,15 @@
 //! Prometheus metrics: the registry, the HTTP and reservation counters, and the WAL observer
-//! the engine reports each committed batch to.
+//! the engine reports each committed batch to. What the engine counts itself (holds, snapshots,
+//! the retained log, read-only) and the data directory's free space are read at scrape time.
 //!
 //! Labels are bounded: `route` is a route template from the router table (or `unmatched`),
 //! never a path with a SKU, customer or token in it.
+//!
+//! `ops/` holds the Grafana dashboard and the Prometheus alerts built on these names; a test
+//! (`tests/it/ops_bundle.rs`) fails when they name a metric this registry does not serve.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aisle_engine::flash::FlashSaleView;
@@ -39,10 +44,24 @@ pub struct Metrics {
     pub recovery_duration: Gauge,
     pub wal_retained_bytes: IntGauge,
     pub wal_oldest_retained_lsn: IntGauge,
+    /// The configured `log_retention_bytes`, so alerts can compare the retained log with it.
+    pub wal_retention_limit_bytes: IntGauge,
+    pub read_only: IntGauge,
+    pub snapshots: IntCounter,
+    pub snapshot_failures: IntCounter,
+    pub last_snapshot_success: Gauge,
+    pub data_dir_free_bytes: IntGauge,
+    pub data_dir_size_bytes: IntGauge,
+    /// The directory whose file system `data_dir_*` describe.
+    data_dir: PathBuf,
+    /// Held while gauges and counters are brought up to the engine's figures, so that two
+    /// scrapes at once cannot both add the same difference to a counter.
+    refresh: Arc<Mutex<()>>,
 }
 
 impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// The registry for a server whose files are under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
             Opts::new("aisle_http_requests_total", "HTTP requests answered, by route template, method and status."),
@@ -85,6 +104,33 @@ impl Metrics {
         )?;
         let wal_oldest_retained_lsn =
             IntGauge::new("aisle_wal_oldest_retained_lsn", "LSN of the oldest write-ahead log record kept on disk.")?;
+        let wal_retention_limit_bytes = IntGauge::new(
+            "aisle_wal_retention_limit_bytes",
+            "Configured cap on the retained write-ahead log (log_retention_bytes); the oldest passed segments go past it.",
+        )?;
+        let read_only = IntGauge::new(
+            "aisle_read_only",
+            "1 while the engine refuses writes after a log I/O error (GET /readyz says why), else 0.",
+        )?;
+        let snapshots = IntCounter::new("aisle_snapshots_total", "Snapshots written since start.")?;
+        let snapshot_failures = IntCounter::new("aisle_snapshot_failures_total", "Snapshots that failed since start.")?;
+        let last_snapshot_success = Gauge::new(
+            "aisle_last_snapshot_success_timestamp_seconds",
+            "Unix time the newest snapshot on disk was taken (written since start or recovered from); 0 if none.",
+        )?;
+        let data_dir_free_bytes = IntGauge::new(
+            "aisle_data_dir_free_bytes",
+            "Bytes the server may still use on the data directory's file system.",
+        )?;
+        let data_dir_size_bytes =
+            IntGauge::new("aisle_data_dir_size_bytes", "Size in bytes of the data directory's file system.")?;
+        registry.register(Box::new(wal_retention_limit_bytes.clone()))?;
+        registry.register(Box::new(read_only.clone()))?;
+        registry.register(Box::new(snapshots.clone()))?;
+        registry.register(Box::new(snapshot_failures.clone()))?;
+        registry.register(Box::new(last_snapshot_success.clone()))?;
+        registry.register(Box::new(data_dir_free_bytes.clone()))?;
+        registry.register(Box::new(data_dir_size_bytes.clone()))?;
         registry.register(Box::new(wal_retained_bytes.clone()))?;
         registry.register(Box::new(wal_oldest_retained_lsn.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
@@ -114,6 +160,15 @@ impl Metrics {
             recovery_duration,
             wal_retained_bytes,
             wal_oldest_retained_lsn,
+            wal_retention_limit_bytes,
+            read_only,
+            snapshots,
+            snapshot_failures,
+            last_snapshot_success,
+            data_dir_free_bytes,
+            data_dir_size_bytes,
+            data_dir,
+            refresh: Arc::new(Mutex::new(())),
         })
     }
 
@@ -143,6 +198,7 @@ impl Metrics {
 
     /// Renders the text exposition format, refreshing gauges read from the engine first.
     pub fn render(&self, stats: &EngineStats, sales: &[FlashSaleView]) -> Result<Vec<u8>, prometheus::Error> {
+        let refreshing = self.refresh.lock().unwrap_or_else(PoisonError::into_inner);
         self.active_reservations.set(stats.active_reservations);
         for sale in sales {
             self.flash_sale_remaining.with_label_values(&[sale.def.code.as_str()]).set(i64::from(sale.remaining));
@@ -150,10 +206,30 @@ impl Metrics {
         self.snapshot_duration.set(stats.last_snapshot_duration.as_secs_f64());
         self.wal_retained_bytes.set(i64::try_from(stats.log_retained_bytes).unwrap_or(i64::MAX));
         self.wal_oldest_retained_lsn.set(i64::try_from(stats.log_oldest_retained_lsn).unwrap_or(i64::MAX));
+        self.read_only.set(i64::from(stats.read_only_reason.is_some()));
+        catch_up(&self.snapshots, stats.snapshots_taken);
+        catch_up(&self.snapshot_failures, stats.snapshot_failures);
+        self.last_snapshot_success.set(stats.last_snapshot_at as f64 / 1000.0);
+        match nix::sys::statvfs::statvfs(&self.data_dir) {
+            Ok(fs) => {
+                let fragment = fs.fragment_size();
+                let bytes = |blocks: u64| i64::try_from(blocks.saturating_mul(fragment)).unwrap_or(i64::MAX);
+                self.data_dir_free_bytes.set(bytes(fs.blocks_available()));
+                self.data_dir_size_bytes.set(bytes(fs.blocks()));
+            }
+            // The last figures stay; the log and snapshot writes will say more if the disk is gone.
+            Err(e) => tracing::debug!(error = %e, dir = %self.data_dir.display(), "statvfs of the data directory"),
+        }
+        drop(refreshing);
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
     }
+}
+
+/// Moves a counter that mirrors an engine total up to it (the engine's totals never go down).
+fn catch_up(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// Status codes as static labels, so a label never allocates.

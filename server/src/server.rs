@@ -75,7 +75,8 @@ pub async fn serve(
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
 
-    let metrics = Metrics::new()?;
+    let metrics = Metrics::new(data_dir.clone())?;
+    metrics.wal_retention_limit_bytes.set(i64::try_from(config.log_retention_bytes).unwrap_or(i64::MAX));
     let mut engine_config = EngineConfig::default();
     engine_config.wal.durability = config.durability;
     engine_config.wal.observer = Some(metrics.wal_observer());
