@@ -1,6 +1,7 @@
 //! The command line of the `aisle` binary: flags, environment and the optional TOML file
 //! become one [`ServerConfig`]; then the server runs on a tokio runtime.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use aisle_engine::wal::Durability;
 use clap::{Parser, Subcommand};
 
-use crate::config::{ConfigError, FileConfig, ServerConfig};
+use crate::config::{ConfigError, FileConfig, LogFormat, ServerConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "aisle", version, about = "One inventory truth: the aisle server.")]
@@ -47,6 +48,10 @@ pub struct ServeArgs {
     /// Bytes of write-ahead log kept at most; the oldest passed segments go first (default 4 GiB).
     #[arg(long, env = "AISLE_LOG_RETENTION_BYTES")]
     pub log_retention_bytes: Option<u64>,
+    /// How log lines are written to stderr: text (default; coloured only on a terminal) or
+    /// json (one object per line).
+    #[arg(long, env = "AISLE_LOG_FORMAT", value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
     /// An admin token secret to accept instead of creating `<data-dir>/admin.token`.
     #[arg(long = "admin-token-from-env-only", env = "AISLE_ADMIN_TOKEN", hide = true, hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -80,6 +85,9 @@ impl ServeArgs {
         if let Some(bytes) = self.log_retention_bytes.or(file.log_retention_bytes) {
             config.log_retention_bytes = bytes;
         }
+        if let Some(format) = self.log_format.or(file.log_format) {
+            config.log_format = format;
+        }
         config.admin_token = self.admin_token.filter(|t| !t.is_empty());
         config.validate()?;
         Ok(config)
@@ -89,15 +97,13 @@ impl ServeArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AISLE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let Command::Serve(args) = cli.command;
-    let config = match args.into_config() {
+    // The format can come from the config file, so logging starts after reading it; a config
+    // that cannot be read is reported in the format the flag or environment asked for.
+    let asked = args.log_format.unwrap_or_default();
+    let config = args.into_config();
+    init_logging(config.as_ref().map_or(asked, |config| config.log_format));
+    let config = match config {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("{e}");
@@ -117,5 +123,45 @@ pub fn main() -> ExitCode {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr, filtered by `AISLE_LOG` (default `info`). Text is coloured only when
+/// stderr is a terminal (and `NO_COLOR` is unset), so files and pipes get no escape codes.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AISLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            logs.with_ansi(colour).init();
+        }
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_from_flag_or_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let json_file = dir.path().join("json.toml");
+        std::fs::write(&json_file, "log_format = \"json\"\n").expect("write");
+        let json_file = json_file.to_str().expect("utf-8 path");
+        let cases: [(&[&str], LogFormat); 4] = [
+            (&[], LogFormat::Text),
+            (&["--log-format", "json"], LogFormat::Json),
+            (&["--config", json_file], LogFormat::Json),
+            (&["--config", json_file, "--log-format", "text"], LogFormat::Text),
+        ];
+        for (args, expected) in cases {
+            let cli = Cli::try_parse_from(["aisle", "serve"].iter().chain(args)).expect("parses");
+            let Command::Serve(serve) = cli.command;
+            assert_eq!(serve.into_config().expect("valid").log_format, expected, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["aisle", "serve", "--log-format", "xml"]).is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use aisle_engine::wal::Durability;
@@ -34,6 +35,32 @@ pub struct ServerConfig {
     pub log_retention_bytes: u64,
     /// The `AISLE_ADMIN_TOKEN` secret, when set: an admin token that replaces the bootstrap file.
     pub admin_token: Option<String>,
+    /// How the binary writes its log lines (to stderr).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when they go to a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, message and the event's fields),
+    /// for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(ConfigError::Invalid(format!("log format must be text or json, not {text:?}"))),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +83,7 @@ impl ServerConfig {
             log_retention: aisle_engine::engine::LOG_RETENTION_DEFAULT,
             log_retention_bytes: aisle_engine::engine::LOG_RETENTION_BYTES_DEFAULT,
             admin_token: None,
+            log_format: LogFormat::Text,
         }
     }
 
@@ -93,6 +121,8 @@ pub struct FileConfig {
     /// Seconds passed log segments are kept (default 7 days).
     pub log_retention_seconds: Option<u64>,
     pub log_retention_bytes: Option<u64>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<LogFormat>,
 }
 
 impl FileConfig {
@@ -133,5 +163,26 @@ mod tests {
         assert_eq!(file.listen, Some(([127, 0, 0, 1], 9000).into()));
         std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").expect("write");
         assert!(FileConfig::load(&path).is_err(), "unknown keys are rejected");
+    }
+
+    #[test]
+    fn log_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("aisle.toml");
+        for (line, expected) in [
+            ("", None),
+            ("log_format = \"text\"", Some(LogFormat::Text)),
+            ("log_format = \"json\"", Some(LogFormat::Json)),
+        ] {
+            std::fs::write(&path, line).expect("write");
+            assert_eq!(FileConfig::load(&path).expect("load").log_format, expected, "{line}");
+        }
+        std::fs::write(&path, "log_format = \"xml\"\n").expect("write");
+        assert!(FileConfig::load(&path).is_err(), "only text and json");
+        assert_eq!("json".parse::<LogFormat>().ok(), Some(LogFormat::Json));
+        assert_eq!("text".parse::<LogFormat>().ok(), Some(LogFormat::Text));
+        for wrong in ["", "JSON", "xml"] {
+            assert!(wrong.parse::<LogFormat>().is_err(), "{wrong:?}");
+        }
     }
 }
