@@ -10,4 +10,5 @@ mod http_readonly;
 mod http_sourcing;
 mod http_transfers;
 mod kill9;
+mod ops_bundle;
 mod support;
