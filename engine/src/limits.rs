@@ -79,6 +79,8 @@ pub const SHARDS_MAX: usize = 4096;
 pub const LOCATIONS_MAX: usize = 65_536;
 
 const _: () = assert!(LINE_QTY_MAX as i64 <= ADJUST_QTY_MAX);
+// A merged line (every line of a request for one cell) still fits a u32.
+const _: () = assert!((LINE_QTY_MAX as u64) * (LINES_PER_REQUEST_MAX as u64) <= u32::MAX as u64);
 const _: () = assert!(SHARDS_MAX.is_power_of_two());
 const _: () = assert!(TTL_SECONDS_DEFAULT <= TTL_SECONDS_MAX);
 

@@ -19,8 +19,9 @@ pub fn check_code(field: &str, code: &str, errors: &mut Vec<FieldError>) {
 
 /// Checks a bounded free-text field (names, notes, customer references).
 pub fn check_text(field: &str, text: &str, max: usize, errors: &mut Vec<FieldError>) {
-    if text.len() > max {
-        errors.push(FieldError::new(field, format!("must be at most {max} bytes")));
+    // Characters, as JSON Schema's maxLength counts them; at most four bytes each.
+    if text.len() > max && text.chars().count() > max {
+        errors.push(FieldError::new(field, format!("must be at most {max} characters")));
     }
     if text.chars().any(char::is_control) {
         errors.push(FieldError::new(field, "must not contain control characters"));

@@ -53,7 +53,7 @@
 use std::cmp::Ordering;
 use std::ops::Range;
 
-use crate::error::{EngineError, FieldError};
+use crate::error::{Conflict, EngineError, FieldError};
 use crate::model::LocationDef;
 
 /// Mean earth radius (IUGG), in km.
@@ -152,7 +152,9 @@ pub enum Destination {
     Pickup { site: usize },
 }
 
-/// Why a request cannot be planned at all (the caller's 422).
+/// Why a request cannot be planned at all: coordinates out of range are the caller's 422;
+/// a pickup at a location that is unknown or takes no pickups conflicts with the catalog as
+/// it is now (409), since the same request is fine once the location is set up for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error("the pickup location is not among the sites")]
@@ -165,11 +167,14 @@ pub enum PlanError {
 
 impl From<PlanError> for EngineError {
     fn from(error: PlanError) -> Self {
-        let field = match error {
-            PlanError::UnknownLocation | PlanError::NotAPickupLocation => "fulfillment.location",
-            PlanError::InvalidDestination => "fulfillment.to",
-        };
-        EngineError::Invalid(vec![FieldError::new(field, error.to_string())])
+        match error {
+            PlanError::UnknownLocation | PlanError::NotAPickupLocation => {
+                Conflict::Other(format!("fulfillment.location: {error}")).into()
+            }
+            PlanError::InvalidDestination => {
+                EngineError::Invalid(vec![FieldError::new("fulfillment.to", error.to_string())])
+            }
+        }
     }
 }
 

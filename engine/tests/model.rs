@@ -207,8 +207,9 @@ impl Harness {
                 let cell = self.model.cells.entry((s, l)).or_default();
                 let conflict =
                     lot.as_ref().is_some_and(|lot| cell.lots.iter().any(|m| m.1 == lot.code && m.0 != lot.expires_on));
+                // The cell already holds the lot with another expiry: a conflict with its state.
                 if conflict {
-                    assert!(matches!(result, Err(EngineError::Invalid(_))), "{result:?}");
+                    assert!(matches!(result, Err(EngineError::Conflict(_))), "{result:?}");
                     return;
                 }
                 engine.wait(result.expect("receive")).expect("durable");
@@ -241,8 +242,13 @@ impl Harness {
                     AdjustChange::Delta(d) => d,
                     AdjustChange::Counted(c) => c - cell.on_hand,
                 };
-                if matches!(change, AdjustChange::Delta(0)) || cell.on_hand + delta < 0 {
+                if matches!(change, AdjustChange::Delta(0)) {
                     assert!(matches!(result, Err(EngineError::Invalid(_))), "{change:?} on {cell:?}: {result:?}");
+                    return;
+                }
+                // Below zero depends on the cell, not on the request: a conflict.
+                if cell.on_hand + delta < 0 {
+                    assert!(matches!(result, Err(EngineError::Conflict(_))), "{change:?} on {cell:?}: {result:?}");
                     return;
                 }
                 engine.wait(result.expect("adjust")).expect("durable");

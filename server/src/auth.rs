@@ -29,7 +29,7 @@ pub const TOKEN_NAME_LEN_MAX: usize = aisle_engine::limits::ACTOR_LEN_MAX;
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 const STORE_FILE: &str = "tokens.json";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -150,7 +150,7 @@ struct StoreFile {
 }
 
 /// A new token as created; the secret is shown to the caller once and never again.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct NewToken {
     pub id: String,
     pub name: String,
@@ -160,6 +160,7 @@ pub struct NewToken {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     pub secret: String,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
 }
 

@@ -11,18 +11,25 @@ use aisle_engine::cell::Lot;
 use aisle_engine::command::{Adjust, AdjustChange, AdjustReason, Fulfillment, LotRef, Receive, ReserveLine};
 use aisle_engine::error::FieldError;
 use aisle_engine::flash::{FlashSaleDef, FlashSaleView};
-use aisle_engine::limits::{LINE_QTY_MAX, PER_CUSTOMER_LIMIT_MAX, TTL_SECONDS_MAX};
+use aisle_engine::limits::{
+    ADJUST_QTY_MAX, ATTRIBUTES_MAX, ATTRIBUTE_LEN_MAX, CHANNELS_PER_LOCATION_MAX, CUSTOMER_LEN_MAX,
+    LINES_PER_REQUEST_MAX, LINE_QTY_MAX, NAME_LEN_MAX, NOTE_LEN_MAX, PER_CUSTOMER_LIMIT_MAX, TTL_SECONDS_MAX,
+    UNIT_COST_MAX,
+};
 use aisle_engine::model::{LocationDef, LocationKind, SkuDef};
 use aisle_engine::sourced::{Quote, SourcingRequest};
 use aisle_engine::time::{Day, Timestamp};
 use aisle_engine::view::{CellView, ReservationView, StockTotals};
 use aisle_engine::SnapshotInfo;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
+use crate::auth::{Role, TOKEN_NAME_LEN_MAX};
 use crate::problem::ApiError;
+use crate::schema::{CHANNEL, CODE, DATE, TEXT, TEXT_NONEMPTY};
 
 /// Julian day number of 1970-01-01: engine days count from there.
 const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
@@ -88,16 +95,24 @@ fn finish<T>(value: T, errors: Vec<FieldError>) -> Result<T, ApiError> {
 
 // ---- catalog -------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+/// A location. A `code` sent back from a GET must equal the path's code (not listed: the
+/// path names the location).
 pub struct LocationIn {
-    /// Optional; when present it must equal the code in the path (lets clients PUT back a GET).
+    #[schemars(skip)]
     pub code: Option<String>,
+    #[schemars(length(max = NAME_LEN_MAX), pattern(TEXT))]
     pub name: String,
+    #[schemars(extend("enum" = ["warehouse", "store", "locker"]))]
     pub kind: String,
+    #[schemars(range(min = -90.0, max = 90.0))]
     pub lat: f64,
+    #[schemars(range(min = -180.0, max = 180.0))]
     pub lon: f64,
+    /// The channels it sells to.
     #[serde(default)]
+    #[schemars(length(max = CHANNELS_PER_LOCATION_MAX), inner(pattern(CHANNEL)))]
     pub channels: Vec<String>,
     #[serde(default)]
     pub pickup: bool,
@@ -137,10 +152,11 @@ impl LocationIn {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct LocationOut {
     pub code: String,
     pub name: String,
+    #[schemars(extend("enum" = ["warehouse", "store", "locker"]))]
     pub kind: &'static str,
     pub lat: f64,
     pub lon: f64,
@@ -166,13 +182,24 @@ impl From<LocationDef> for LocationOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+/// A SKU. A `code` sent back from a GET must equal the path's code (not listed: the path
+/// names the SKU).
 pub struct SkuIn {
+    #[schemars(skip)]
     pub code: Option<String>,
+    #[schemars(length(max = NAME_LEN_MAX), pattern(TEXT))]
     pub name: String,
+    /// Minor currency units.
+    #[schemars(range(min = 0))]
     pub price: i64,
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = ATTRIBUTES_MAX,
+        "propertyNames" = {"minLength": 1, "maxLength": ATTRIBUTE_LEN_MAX, "pattern": TEXT},
+        "additionalProperties" = {"type": "string", "maxLength": ATTRIBUTE_LEN_MAX, "pattern": TEXT}
+    ))]
     pub attributes: BTreeMap<String, String>,
     #[serde(default = "default_true")]
     pub active: bool,
@@ -200,7 +227,7 @@ impl SkuIn {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SkuOut {
     pub code: String,
     pub name: String,
@@ -221,7 +248,8 @@ impl From<SkuDef> for SkuOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "PageOf{T}")]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -231,10 +259,12 @@ pub struct Page<T> {
 
 // ---- stock ---------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LotIn {
+    #[schemars(pattern(CODE))]
     pub code: String,
+    #[schemars(pattern(DATE), extend("format" = "date"))]
     pub expires_on: String,
 }
 
@@ -248,14 +278,20 @@ impl LotIn {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiveIn {
+    #[schemars(pattern(CODE))]
     pub location: String,
+    #[schemars(pattern(CODE))]
     pub sku: String,
+    #[schemars(range(min = 1, max = LINE_QTY_MAX))]
     pub qty: i64,
+    /// Minor currency units per unit; moves the cell's moving-average cost.
+    #[schemars(range(max = UNIT_COST_MAX))]
     pub unit_cost: Option<u64>,
     pub lot: Option<LotIn>,
+    #[schemars(length(max = NOTE_LEN_MAX), pattern(TEXT))]
     pub reason: Option<String>,
 }
 
@@ -276,15 +312,27 @@ impl ReceiveIn {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+/// Exactly one of `delta` (units found or lost) and `counted` (a physical count).
+#[schemars(extend("oneOf" = [
+    {"required": ["delta"], "properties": {"delta": {"type": "integer"}}},
+    {"required": ["counted"], "properties": {"counted": {"type": "integer"}}}
+]))]
 pub struct AdjustIn {
+    #[schemars(pattern(CODE))]
     pub location: String,
+    #[schemars(pattern(CODE))]
     pub sku: String,
+    /// Non-zero.
+    #[schemars(range(min = -ADJUST_QTY_MAX, max = ADJUST_QTY_MAX), extend("not" = {"const": 0}))]
     pub delta: Option<i64>,
+    #[schemars(range(min = 0, max = ADJUST_QTY_MAX))]
     pub counted: Option<i64>,
+    #[schemars(extend("enum" = ["count", "damage", "loss", "found", "other"]))]
     pub reason: String,
     pub lot: Option<LotIn>,
+    #[schemars(length(max = NOTE_LEN_MAX), pattern(TEXT))]
     pub note: Option<String>,
 }
 
@@ -309,17 +357,21 @@ impl AdjustIn {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CellPolicyIn {
+    #[schemars(range(min = 0, max = ADJUST_QTY_MAX))]
     pub safety_stock: Option<i64>,
+    #[schemars(range(min = 0, max = ADJUST_QTY_MAX))]
     pub reorder_point: Option<i64>,
+    #[schemars(range(min = 0, max = ADJUST_QTY_MAX))]
     pub reorder_qty: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct LotOut {
     pub code: String,
+    #[schemars(extend("format" = "date"))]
     pub expires_on: String,
     pub qty: i64,
 }
@@ -330,7 +382,7 @@ impl From<Lot> for LotOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CellOut {
     pub sku: String,
     pub location: String,
@@ -369,7 +421,7 @@ impl From<CellView> for CellOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct TotalsOut {
     pub on_hand: i64,
     pub reserved: i64,
@@ -396,7 +448,7 @@ impl From<StockTotals> for TotalsOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SkuStockOut {
     pub sku: String,
     pub total: TotalsOut,
@@ -405,28 +457,38 @@ pub struct SkuStockOut {
 
 // ---- reservations --------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveLineIn {
+    #[schemars(pattern(CODE))]
     pub sku: String,
+    #[schemars(range(min = 1, max = LINE_QTY_MAX))]
     pub qty: i64,
     /// Absent: the line is sourced (SPEC §3).
+    #[schemars(pattern(CODE))]
     pub location: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointIn {
+    #[schemars(range(min = -90.0, max = 90.0))]
     pub lat: f64,
+    #[schemars(range(min = -180.0, max = 180.0))]
     pub lon: f64,
 }
 
 /// `{type: "ship", to: {lat, lon}}` or `{type: "pickup", location}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum FulfillmentIn {
-    Ship { to: PointIn },
-    Pickup { location: String },
+    Ship {
+        to: PointIn,
+    },
+    Pickup {
+        #[schemars(pattern(CODE))]
+        location: String,
+    },
 }
 
 impl From<FulfillmentIn> for Fulfillment {
@@ -438,12 +500,29 @@ impl From<FulfillmentIn> for Fulfillment {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A line without a `location` is sourced: `fulfillment` then says where its units go, and
+/// `allow_split` applies only with a `fulfillment`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("allOf" = [
+    {
+        "if": {"properties": {"lines": {"contains": {"not": {"required": ["location"], "properties": {"location": {"type": "string"}}}}}}},
+        "then": {"required": ["fulfillment"], "properties": {"fulfillment": {"type": "object"}}}
+    },
+    {
+        "if": {"required": ["allow_split"], "properties": {"allow_split": {"type": "boolean"}}},
+        "then": {"required": ["fulfillment"], "properties": {"fulfillment": {"type": "object"}}}
+    }
+]))]
 pub struct ReserveIn {
+    #[schemars(pattern(CHANNEL))]
     pub channel: String,
+    #[schemars(length(min = 1, max = LINES_PER_REQUEST_MAX))]
     pub lines: Vec<ReserveLineIn>,
+    /// Default 600.
+    #[schemars(range(min = 1, max = TTL_SECONDS_MAX))]
     pub ttl_seconds: Option<i64>,
+    #[schemars(length(min = 1, max = CUSTOMER_LEN_MAX), pattern(TEXT_NONEMPTY))]
     pub customer: Option<String>,
     /// Needed when a line has no location: where the sourced units go.
     pub fulfillment: Option<FulfillmentIn>,
@@ -527,17 +606,21 @@ impl ReserveIn {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteLineIn {
+    #[schemars(pattern(CODE))]
     pub sku: String,
+    #[schemars(range(min = 1, max = LINE_QTY_MAX))]
     pub qty: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteIn {
+    #[schemars(pattern(CHANNEL))]
     pub channel: String,
+    #[schemars(length(min = 1, max = LINES_PER_REQUEST_MAX))]
     pub lines: Vec<QuoteLineIn>,
     pub fulfillment: FulfillmentIn,
     pub allow_split: Option<bool>,
@@ -562,20 +645,20 @@ impl QuoteIn {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct QuoteLineOut {
     pub sku: String,
     pub qty: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ShipmentOut {
     pub location: String,
     pub distance_km: f64,
     pub lines: Vec<QuoteLineOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct QuoteOut {
     pub fulfillable: bool,
     pub shipments: Vec<ShipmentOut>,
@@ -601,37 +684,42 @@ impl From<Quote> for QuoteOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendIn {
+    #[schemars(range(min = 1, max = TTL_SECONDS_MAX))]
     pub ttl_seconds: i64,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitIn {
+    #[schemars(length(max = NOTE_LEN_MAX), pattern(TEXT))]
     pub order_ref: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct LineOut {
     pub sku: String,
     pub qty: u32,
     pub location: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ReservationOut {
     pub id: String,
+    #[schemars(extend("enum" = ["active", "committed", "fulfilled", "released", "cancelled", "expired"]))]
     pub status: &'static str,
     pub channel: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub expires_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_ref: Option<String>,
@@ -662,18 +750,30 @@ impl From<ReservationView> for ReservationOut {
 /// Claim hold when the sale does not say: five minutes.
 pub const HOLD_SECONDS_DEFAULT: i64 = 300;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+/// A flash sale. A `code` sent back from a GET must equal the path's code (not listed: the
+/// path names the sale).
 pub struct FlashSaleIn {
-    /// Optional; when present it must equal the code in the path.
+    #[schemars(skip)]
     pub code: Option<String>,
+    #[schemars(pattern(CODE))]
     pub sku: String,
     /// Absent or null: a network pool over every shipping location.
+    #[schemars(pattern(CODE))]
     pub location: Option<String>,
+    #[schemars(range(min = 1, max = LINE_QTY_MAX))]
     pub quantity: i64,
+    #[schemars(extend("format" = "date-time"))]
     pub starts_at: String,
+    /// After `starts_at`, at most 31 days later.
+    #[schemars(extend("format" = "date-time"))]
     pub ends_at: String,
+    /// Default 1.
+    #[schemars(range(min = 1, max = PER_CUSTOMER_LIMIT_MAX))]
     pub per_customer_limit: Option<i64>,
+    /// Default 300.
+    #[schemars(range(min = 1, max = TTL_SECONDS_MAX))]
     pub hold_seconds: Option<i64>,
 }
 
@@ -721,13 +821,13 @@ impl FlashSaleIn {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PoolShareOut {
     pub location: String,
     pub remaining: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct FlashSaleOut {
     pub code: String,
     pub sku: String,
@@ -736,8 +836,11 @@ pub struct FlashSaleOut {
     pub remaining: u32,
     pub held: u32,
     pub sold: u32,
+    #[schemars(extend("enum" = ["scheduled", "active", "sold_out", "ended"]))]
     pub status: &'static str,
+    #[schemars(extend("format" = "date-time"))]
     pub starts_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub ends_at: String,
     pub per_customer_limit: u32,
     pub hold_seconds: u32,
@@ -768,13 +871,17 @@ impl From<FlashSaleView> for FlashSaleOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimIn {
+    #[schemars(length(min = 1, max = CUSTOMER_LEN_MAX), pattern(TEXT_NONEMPTY))]
     pub customer: String,
+    /// Default 1.
+    #[schemars(range(min = 1, max = PER_CUSTOMER_LIMIT_MAX))]
     pub qty: Option<i64>,
     /// The channel the claim's reservation belongs to; a channel token's own by default,
     /// else `web`.
+    #[schemars(pattern(CHANNEL))]
     pub channel: Option<String>,
 }
 
@@ -787,10 +894,12 @@ impl ClaimIn {
 }
 
 /// The answer to a successful claim.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ClaimOut {
     pub reservation_id: String,
+    #[schemars(extend("format" = "date-time"))]
     pub expires_at: String,
+    #[schemars(extend("enum" = ["active", "committed", "fulfilled", "released", "cancelled", "expired"]))]
     pub status: &'static str,
     pub flash_sale: String,
     pub lines: Vec<LineOut>,
@@ -810,8 +919,9 @@ impl From<ReservationView> for ClaimOut {
 
 // ---- audit trail -----------------------------------------------------------------------
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MovementOut {
+    #[schemars(extend("format" = "date-time"))]
     pub at: String,
     pub sku: String,
     pub location: String,
@@ -867,8 +977,28 @@ pub fn cursor_in(text: &str) -> Result<Vec<u8>, ApiError> {
 
 // ---- operations ------------------------------------------------------------------------
 
+/// `POST /v1/tokens`. A `channel` token names its channel, a `pos` token its location;
+/// `admin` and `ops` tokens name neither.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"properties": {"role": {"enum": ["admin", "ops"]}, "channel": {"type": "null"}, "location": {"type": "null"}}},
+    {"properties": {"role": {"const": "channel"}, "channel": {"type": "string"}, "location": {"type": "null"}}, "required": ["channel"]},
+    {"properties": {"role": {"const": "pos"}, "location": {"type": "string"}, "channel": {"type": "null"}}, "required": ["location"]}
+]))]
+pub struct TokenIn {
+    #[schemars(length(min = 1, max = TOKEN_NAME_LEN_MAX), pattern(TEXT_NONEMPTY))]
+    pub name: String,
+    pub role: Role,
+    #[schemars(pattern(CHANNEL))]
+    pub channel: Option<String>,
+    /// An existing location.
+    #[schemars(pattern(CODE))]
+    pub location: Option<String>,
+}
+
 /// `POST /v1/ops/snapshot`: what the snapshot just taken covers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SnapshotOut {
     /// The last log record in the image.
     pub lsn: u64,

@@ -12,7 +12,8 @@
 //! - [`problem`]: API errors and the one table mapping them to problem+json.
 //! - [`auth`]: roles, what each may do, and the persistent token store.
 //! - [`metrics`]: the Prometheus registry and the WAL observer.
-//! - [`openapi`]: `/openapi.json`, generated from the route table.
+//! - [`openapi`]: `/openapi.json`, generated from the route table and the JSON types.
+//! - [`schema`]: the value rules (patterns) the JSON types' schemas share.
 
 pub mod app;
 pub mod auth;
@@ -24,5 +25,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod router;
+pub mod schema;
 pub mod server;
 pub mod shared;

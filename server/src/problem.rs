@@ -8,7 +8,27 @@
 use aisle_engine::error::{Conflict, FieldError, Shortfall};
 use aisle_engine::EngineError;
 use hyper::StatusCode;
+use schemars::JsonSchema;
 use serde::Serialize;
+
+/// Every problem `code` this server answers with (SPEC §4), as `/openapi.json` lists them.
+pub const PROBLEM_CODES: &[&str] = &[
+    "invalid_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "insufficient_stock",
+    "sold_out",
+    "per_customer_limit",
+    "sale_not_active",
+    "payload_too_large",
+    "rate_limited",
+    "unavailable",
+    "not_implemented",
+    "internal",
+];
 
 /// Seconds a client is told to wait after a 503.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
@@ -51,14 +71,17 @@ impl ApiError {
     }
 }
 
-/// The JSON body of a problem response.
-#[derive(Debug, Serialize)]
+/// The JSON body of a problem response (RFC 9457).
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Problem {
+    /// `/problems/<code>`.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: &'static str,
+    #[schemars(range(min = 400, max = 599))]
     pub status: u16,
     pub detail: String,
+    #[schemars(extend("enum" = PROBLEM_CODES))]
     pub code: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldErrorOut>,
@@ -66,13 +89,13 @@ pub struct Problem {
     pub shortfalls: Vec<ShortfallOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct FieldErrorOut {
     pub field: String,
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ShortfallOut {
     pub sku: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,6 +259,7 @@ mod tests {
             let parts = error.parts();
             assert_eq!(parts.status.as_u16(), status, "{error}");
             assert_eq!(parts.problem.code, code, "{error}");
+            assert!(PROBLEM_CODES.contains(&code), "{code} is missing from PROBLEM_CODES");
             assert_eq!(parts.problem.kind, format!("/problems/{code}"));
             assert_eq!(parts.retry_after.is_some(), status == 503, "{error}");
         }

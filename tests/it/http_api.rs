@@ -345,8 +345,8 @@ fn bad_input_is_rejected_and_changes_nothing() {
                 json!({"channel": "web", "lines": [{"sku": SKU, "qty": 1}],
                        "fulfillment": {"type": "pickup", "location": "NOWHERE"}})
                 .to_string(),
-                422,
-                "invalid_request",
+                404,
+                "not_found",
             ),
             (
                 "POST",
@@ -436,13 +436,16 @@ fn roles_and_token_bindings() {
         let (_, pos) = token(json!({"name": "till-1", "role": "pos", "location": LOC})).await;
         for bad in [
             json!({"name": "x", "role": "channel"}),
-            json!({"name": "x", "role": "pos", "location": "NOWHERE"}),
             json!({"name": "x", "role": "ops", "channel": "web"}),
             json!({"name": "", "role": "ops"}),
         ] {
             let answer = server.admin("POST", "/v1/tokens", Some(bad.clone())).await;
             assert_eq!((answer.status, answer.code()), (422, "invalid_request"), "{bad}: {answer:?}");
         }
+        // A POS token for a location that does not exist names a missing resource.
+        let nowhere = json!({"name": "x", "role": "pos", "location": "NOWHERE"});
+        let answer = server.admin("POST", "/v1/tokens", Some(nowhere)).await;
+        assert_eq!((answer.status, answer.code()), (404, "not_found"), "{answer:?}");
 
         let hold = |channel: &str, location: &str| {
             json!({"channel": channel, "lines": [{"sku": SKU, "qty": 1, "location": location}]})

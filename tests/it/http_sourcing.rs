@@ -114,11 +114,11 @@ fn quote_and_sourced_reservation_agree_and_respect_the_rules() {
         assert_eq!(lines["WH-TSING-YI"], vec![("TEE".into(), 100)]);
         assert_eq!(lines["ST-MONGKOK"], vec![("TEE".into(), 1)]);
 
-        // A pickup at a store that takes no pickups is the caller's mistake.
+        // A pickup at a location that takes no pickups conflicts with the catalog as it is.
         let body = json!({"channel": "web", "lines": [{"sku": "TEE", "qty": 1}],
                           "fulfillment": {"type": "pickup", "location": "WH-TSING-YI"}});
         let answer = server.admin("POST", "/v1/sourcing/quote", Some(body)).await;
-        assert_eq!((answer.status, answer.code()), (422, "invalid_request"), "{answer:?}");
+        assert_eq!((answer.status, answer.code()), (409, "conflict"), "{answer:?}");
 
         // A POS token sources only for pickup at its own store.
         let token = server

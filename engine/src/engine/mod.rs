@@ -952,12 +952,7 @@ pub(crate) fn merge_lines(lines: Vec<ReserveLine>, sourced: bool, errors: &mut V
             continue;
         }
         match merged.iter_mut().find(|m| m.sku == line.sku && m.location == line.location) {
-            Some(m) if m.qty + line.qty > LINE_QTY_MAX => {
-                errors.push(FieldError::new(
-                    format!("lines[{i}].qty"),
-                    format!("lines for one SKU and location add up to more than {LINE_QTY_MAX}"),
-                ));
-            }
+            // Each line is bounded, so a merged one is at most LINES_PER_REQUEST_MAX times that.
             Some(m) => m.qty += line.qty,
             None => merged.push(line),
         }

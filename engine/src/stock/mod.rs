@@ -217,6 +217,23 @@ pub(crate) trait ClaimBook {
     fn book(&mut self, reservation: &Reservation, to: ReservationStatus) -> PoolReturn;
 }
 
+/// A line at a location that does not sell to the request's channel: the catalog as it is now
+/// does not allow it (409), the request itself is well formed.
+fn not_sold_here(line: usize, location: &str, channel: &str) -> EngineError {
+    Conflict::Other(format!("lines[{line}]: {location} does not sell to channel {channel}")).into()
+}
+
+/// A SKU that is not for sale now (409: it may be activated again).
+pub(crate) fn inactive(sku: &str) -> EngineError {
+    Conflict::Other(format!("sku {sku} is not active")).into()
+}
+
+/// A lot named with another expiry date than the cell already holds it with: a conflict with
+/// the cell's state, not a malformed request.
+fn lot_conflict(code: &str) -> EngineError {
+    Conflict::Other(format!("lot {code} is already held here with another expiry date")).into()
+}
+
 /// A receipt or adjustment that passed its check: the cell's location and the change in
 /// `on_hand` (a count resolved to its difference). Nothing changed yet.
 #[derive(Debug, Clone, Copy)]
@@ -381,11 +398,11 @@ impl Stock {
         if let Some(lot) = &receive.lot {
             let conflicts = entry.cell(location).is_some_and(|cell| cell.lot_conflicts(&lot.code, lot.expires_on));
             if conflicts {
-                return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
+                return Err(lot_conflict(&lot.code));
             }
             let lots = entry.cell(location).map_or(0, |cell| cell.lots().len());
             if lots >= LOTS_PER_CELL_MAX {
-                return Err(EngineError::invalid("lot", "too many lots in this cell"));
+                return Err(Conflict::Other(format!("the cell already tracks {LOTS_PER_CELL_MAX} lots")).into());
             }
         }
         Ok(CheckedCell { location, delta: i64::from(receive.qty) })
@@ -436,16 +453,20 @@ impl Stock {
             AdjustChange::Delta(delta) => delta,
             AdjustChange::Counted(counted) => counted - before,
         };
+        // Depends on the cell, not on the request alone: a conflict with its state.
         if before + delta < 0 {
-            return Err(EngineError::invalid(
-                "delta",
-                format!("would leave on_hand at {} (it is {before})", before + delta),
-            ));
+            return Err(Conflict::Other(format!(
+                "adjusting {} at {} by {delta} would leave on_hand at {} (it is {before})",
+                adjust.sku,
+                adjust.location,
+                before + delta
+            ))
+            .into());
         }
         if let Some(lot) = &adjust.lot {
             let cell = entry.cell(location);
             if delta > 0 && cell.is_some_and(|c| c.lot_conflicts(&lot.code, lot.expires_on)) {
-                return Err(EngineError::invalid("lot.expires_on", "the lot already exists with another expiry date"));
+                return Err(lot_conflict(&lot.code));
             }
         }
         Ok(CheckedCell { location, delta })
@@ -555,10 +576,7 @@ impl Stock {
                     .id(&line.location)
                     .ok_or_else(|| EngineError::not_found(Entity::Location, line.location.as_str()))?;
                 if !table.defs[id as usize].sells_to(&reserve.channel) {
-                    return Err(EngineError::invalid(
-                        format!("lines[{i}].location"),
-                        format!("{} does not sell to channel {}", line.location, reserve.channel),
-                    ));
+                    return Err(not_sold_here(i, &line.location, &reserve.channel));
                 }
                 lines.push((id, table.codes[id as usize].clone()));
             }
@@ -567,7 +585,7 @@ impl Stock {
         for (line, (location, _)) in reserve.lines.iter().zip(&lines) {
             let entry = self.sku_mut(guards, &line.sku)?;
             if !entry.def.active {
-                return Err(EngineError::invalid("lines", format!("sku {} is not active", line.sku)));
+                return Err(inactive(&line.sku));
             }
             let available = entry.cell(*location).map_or(0, |cell| cell.available(today));
             shortfalls.extend(Shortfall::of(&line.sku, Some(&line.location), line.qty, available));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::catalog::{Catalog, LocId};
-use crate::error::{EngineError, Result, Shortfall};
+use crate::error::{EngineError, Entity, Result, Shortfall};
 use crate::sourcing::{self, Destination, Plan, Scratch, Site};
 use crate::stock::commands::{Fulfillment, Reserve, ReserveLine, ReserveSourced};
 use crate::stock::{Guards, Stock};
@@ -92,9 +92,7 @@ impl Stock {
         let destination = match fulfillment {
             Fulfillment::Ship { lat, lon } => Destination::Ship { lat: *lat, lon: *lon },
             Fulfillment::Pickup { location } => Destination::Pickup {
-                site: table.id(location).ok_or_else(|| {
-                    EngineError::invalid("fulfillment.location", format!("unknown location {location:?}"))
-                })? as usize,
+                site: table.id(location).ok_or_else(|| EngineError::not_found(Entity::Location, location))? as usize,
             },
         };
         // Units already asked for at a location by the located lines are not on offer.
@@ -108,7 +106,7 @@ impl Stock {
         for (sku, _) in &skus {
             let entry = self.sku_ref(guards, sku)?;
             if !entry.def.active {
-                return Err(EngineError::invalid("lines", format!("sku {sku} is not active")));
+                return Err(super::inactive(sku));
             }
             entries.push(entry);
         }

@@ -737,9 +737,11 @@ impl TransferScope<'_> {
             }
         } else {
             for (i, wanted) in lines.iter().enumerate() {
-                let index = transfer.lines.iter().position(|line| *line.sku == *wanted.sku).ok_or_else(|| {
-                    EngineError::invalid(format!("lines[{i}].sku"), format!("{} is not on transfer {id}", wanted.sku))
-                })?;
+                let index = transfer
+                    .lines
+                    .iter()
+                    .position(|line| *line.sku == *wanted.sku)
+                    .ok_or_else(|| conflict(format!("lines[{i}]: {} is not on transfer {id}", wanted.sku)))?;
                 let line = &transfer.lines[index];
                 let outstanding = line.shipped - line.received;
                 if wanted.qty > outstanding {
@@ -880,7 +882,7 @@ impl TransferScope<'_> {
         let asked = from.map(str::to_owned).or_else(|| request.from.as_ref().map(|(_, code)| code.to_string()));
         let source = match asked {
             Some(code) if code == destination_code => {
-                return Err(EngineError::invalid("from", "must differ from the requesting location"))
+                return Err(conflict(format!("replenishment {id} was asked by {code}; it cannot also send the stock")))
             }
             Some(code) => code,
             None => match self.best_source(day_of(at), destination, &lines, guards)? {
@@ -999,10 +1001,7 @@ pub(crate) fn merge_transfer_lines(lines: Vec<TransferLine>, errors: &mut Vec<Fi
             continue;
         }
         match merged.iter_mut().find(|m| m.sku == line.sku) {
-            Some(m) if m.qty + line.qty > LINE_QTY_MAX => errors.push(FieldError::new(
-                format!("lines[{i}].qty"),
-                format!("lines for one SKU add up to more than {LINE_QTY_MAX}"),
-            )),
+            // Each line is bounded, so a merged one is at most LINES_PER_REQUEST_MAX times that.
             Some(m) => m.qty += line.qty,
             None => merged.push(line),
         }

@@ -4,16 +4,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use aisle_engine::error::FieldError;
+use aisle_engine::error::{Entity, FieldError};
 use aisle_engine::model::{check_channel, check_code, check_text};
 use aisle_engine::EngineError;
 use bytes::Bytes;
 use hyper::StatusCode;
-use serde::Deserialize;
 
 use super::{Call, Reply};
 use crate::auth::{Role, TOKEN_NAME_LEN_MAX};
-use crate::dto::SnapshotOut;
+use crate::dto::{Empty, SnapshotOut, TokenIn};
 use crate::problem::ApiError;
 use crate::shared::App;
 
@@ -48,15 +47,10 @@ pub fn openapi() -> Result<Reply, ApiError> {
     Ok(Reply { status: StatusCode::OK, content_type: "application/json", body: Bytes::from(body) })
 }
 
-/// The body of `POST /v1/ops/snapshot`: nothing, or `{}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SnapshotIn {}
-
 /// Takes a snapshot now. Copying the state holds every shard for a moment and writing the
 /// image takes seconds at scale, so it runs on a blocking thread, never on a worker.
 pub async fn snapshot(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
-    let SnapshotIn {} = call.json_or_default()?;
+    let Empty {} = call.json_or_default()?;
     // A read-only engine may still have nothing unsynced; it takes no snapshot either (503).
     if let Some(reason) = app.engine.read_only_reason() {
         return Err(EngineError::ReadOnly { reason }.into());
@@ -72,15 +66,6 @@ pub async fn snapshot(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError>
         "snapshot taken on request"
     );
     Reply::json(StatusCode::OK, &SnapshotOut::from(&info))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenIn {
-    name: String,
-    role: Role,
-    channel: Option<String>,
-    location: Option<String>,
 }
 
 pub async fn create_token(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
@@ -100,7 +85,7 @@ pub async fn create_token(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiEr
         (Role::Pos, Some(location)) => {
             check_code("location", location, &mut errors);
             if errors.is_empty() && app.engine.location(location).is_none() {
-                errors.push(FieldError::new("location", "no such location"));
+                return Err(EngineError::not_found(Entity::Location, location.as_str()).into());
             }
         }
         (Role::Pos, None) => errors.push(FieldError::new("location", "a pos token needs a location")),

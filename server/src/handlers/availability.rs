@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use aisle_engine::availability::{AvailabilityQuery, LocationStock, SkuAvailability};
 use hyper::StatusCode;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{Call, Reply};
@@ -19,8 +20,8 @@ use crate::shared::App;
 /// Nearby locations listed per SKU when `limit` is not given.
 pub const NEARBY_DEFAULT: usize = 5;
 
-#[derive(Debug, Serialize)]
-struct LocationStockOut {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LocationStockOut {
     location: String,
     available: i64,
     incoming: i64,
@@ -40,8 +41,8 @@ impl From<LocationStock> for LocationStockOut {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct SkuAvailabilityOut {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SkuAvailabilityOut {
     sku: String,
     here: Option<LocationStockOut>,
     nearby: Vec<LocationStockOut>,
@@ -59,8 +60,8 @@ impl From<SkuAvailability> for SkuAvailabilityOut {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct AvailabilityOut {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AvailabilityOut {
     items: Vec<SkuAvailabilityOut>,
 }
 

@@ -7,6 +7,7 @@ use aisle_engine::error::Entity;
 use aisle_engine::limits::CODE_LEN_MAX;
 use aisle_engine::EngineError;
 use hyper::StatusCode;
+use schemars::JsonSchema;
 
 use super::{Call, Reply};
 use crate::dto::{
@@ -60,8 +61,8 @@ pub fn list_skus(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
     let mut limit = SKUS_PAGE_DEFAULT;
     for (key, value) in call.query_pairs() {
         match key.as_str() {
-            "prefix" if value.len() <= CODE_LEN_MAX => prefix = value,
-            "prefix" => return Err(ApiError::invalid("prefix", format!("must be at most {CODE_LEN_MAX} bytes"))),
+            "prefix" if value.chars().count() <= CODE_LEN_MAX => prefix = value,
+            "prefix" => return Err(ApiError::invalid("prefix", format!("must be at most {CODE_LEN_MAX} characters"))),
             "cursor" if !value.is_empty() => cursor = Some(value),
             "cursor" => {}
             "limit" => {
@@ -139,14 +140,24 @@ pub fn get_cell(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
     Reply::json(StatusCode::OK, &CellOut::from(cell))
 }
 
+/// A code given to filter a list by: a 422 naming the parameter when it cannot be a code.
+pub(crate) fn code_filter(field: &str, value: String) -> Result<String, ApiError> {
+    let mut errors = Vec::new();
+    aisle_engine::model::check_code(field, &value, &mut errors);
+    match errors.is_empty() {
+        true => Ok(value),
+        false => Err(EngineError::Invalid(errors).into()),
+    }
+}
+
 /// The audit trail, oldest first. A POS token reads only its own location's movements.
 pub async fn movements(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
     let (mut sku, mut location, mut cursor) = (None, None, None);
     let mut limit = MOVEMENTS_PAGE_DEFAULT;
     for (key, value) in call.query_pairs() {
         match key.as_str() {
-            "sku" if !value.is_empty() => sku = Some(value),
-            "location" if !value.is_empty() => location = Some(value),
+            "sku" if !value.is_empty() => sku = Some(code_filter("sku", value)?),
+            "location" if !value.is_empty() => location = Some(code_filter("location", value)?),
             "cursor" if !value.is_empty() => cursor = Some(cursor_in(&value)?),
             "sku" | "location" | "cursor" => {}
             "limit" => {
@@ -182,16 +193,16 @@ pub async fn movements(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError
     Reply::json(StatusCode::OK, &Page { items, next_cursor: page.next.as_deref().map(cursor_out) })
 }
 
-#[derive(Debug, serde::Serialize)]
-struct LocationValueOut {
+#[derive(Debug, serde::Serialize, JsonSchema)]
+pub struct LocationValueOut {
     location: String,
     skus: u64,
     on_hand: i64,
     value: i128,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct ValuationOut {
+#[derive(Debug, serde::Serialize, JsonSchema)]
+pub struct ValuationOut {
     locations: Vec<LocationValueOut>,
     on_hand: i64,
     /// Minor currency units, like every amount in the API.

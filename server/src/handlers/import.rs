@@ -23,19 +23,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aisle_engine::limits::{IMPORT_BODY_BYTES_MAX, IMPORT_ERRORS_MAX, IMPORT_LINE_BYTES_MAX};
+use aisle_engine::limits::{
+    ADJUST_QTY_MAX, IMPORT_BODY_BYTES_MAX, IMPORT_ERRORS_MAX, IMPORT_LINE_BYTES_MAX, LINE_QTY_MAX, NOTE_LEN_MAX,
+    UNIT_COST_MAX,
+};
 use aisle_engine::wal::Lsn;
 use aisle_engine::{Context, EngineError};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::header::{HeaderMap, CONTENT_TYPE};
 use hyper::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Call, Reply};
 use crate::auth::Principal;
 use crate::dto::{AdjustIn, LotIn, ReceiveIn};
 use crate::problem::ApiError;
+use crate::schema::{CODE, TEXT};
 use crate::shared::App;
 
 /// How long one line may keep meeting `Busy` before the import gives up with 503.
@@ -47,26 +52,37 @@ const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
 /// Media types an import body may declare; none at all is accepted too.
 const CONTENT_TYPES: &[&str] = &["application/x-ndjson", "application/ndjson", "application/jsonl", "application/json"];
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-enum Op {
+pub enum Op {
     Receive,
     Adjust,
 }
 
-/// One line as sent: the union of the receive and adjust bodies, plus `op`.
-#[derive(Debug, Deserialize)]
+/// One line as sent: the union of the receive and adjust bodies, plus `op` (default: adjust
+/// when `delta` or `counted` is given, else receive).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LineIn {
+pub struct ImportLineIn {
     op: Option<Op>,
+    #[schemars(pattern(CODE))]
     location: String,
+    #[schemars(pattern(CODE))]
     sku: String,
+    /// Receive: the units that arrive.
+    #[schemars(range(min = 1, max = LINE_QTY_MAX))]
     qty: Option<i64>,
+    #[schemars(range(max = UNIT_COST_MAX))]
     unit_cost: Option<u64>,
     lot: Option<LotIn>,
+    /// Receive: free text; adjust: `count`, `damage`, `loss`, `found` or `other`.
+    #[schemars(length(max = NOTE_LEN_MAX), pattern(TEXT))]
     reason: Option<String>,
+    #[schemars(range(min = -ADJUST_QTY_MAX, max = ADJUST_QTY_MAX))]
     delta: Option<i64>,
+    #[schemars(range(min = 0, max = ADJUST_QTY_MAX))]
     counted: Option<i64>,
+    #[schemars(length(max = NOTE_LEN_MAX), pattern(TEXT))]
     note: Option<String>,
 }
 
@@ -85,7 +101,7 @@ fn missing(field: &str) -> ApiError {
     ApiError::malformed(field, format!("missing field `{field}`"))
 }
 
-impl LineIn {
+impl ImportLineIn {
     fn into_command(self, principal: &Principal) -> Result<Command, ApiError> {
         let adjust = self.delta.is_some() || self.counted.is_some();
         match self.op.unwrap_or(if adjust { Op::Adjust } else { Op::Receive }) {
@@ -132,16 +148,16 @@ impl LineIn {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct LineError {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LineError {
     line: u64,
     code: &'static str,
     message: String,
 }
 
 /// The answer of an import.
-#[derive(Debug, Default, Serialize)]
-struct Report {
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct ImportReport {
     /// Non-blank lines read: `applied + rejected`.
     lines: u64,
     applied: u64,
@@ -152,7 +168,7 @@ struct Report {
     errors_truncated: bool,
 }
 
-impl Report {
+impl ImportReport {
     fn reject(&mut self, line: u64, code: &'static str, message: String) {
         self.lines += 1;
         self.rejected += 1;
@@ -202,7 +218,7 @@ fn line_fault(error: &EngineError) -> bool {
 struct Importer<'a> {
     app: &'a App,
     principal: &'a Principal,
-    report: Report,
+    report: ImportReport,
     /// The last record submitted, and the last one already waited for.
     last_lsn: Option<Lsn>,
     waited_lsn: Option<Lsn>,
@@ -220,10 +236,10 @@ impl Importer<'_> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        let line = match serde_json::from_slice::<LineIn>(bytes) {
+        let line = match super::json_object::<ImportLineIn>(bytes) {
             Ok(line) => line,
             Err(e) => {
-                self.report.reject_error(number, &ApiError::malformed("line", e.to_string()));
+                self.report.reject_error(number, &e);
                 return Ok(());
             }
         };
@@ -340,7 +356,7 @@ pub async fn import(app: &Arc<App>, mut call: Call<'_>) -> Result<Reply, ApiErro
         return Err(ApiError::PayloadTooLarge(IMPORT_BODY_BYTES_MAX));
     }
     let principal = call.principal()?;
-    let mut importer = Importer { app, principal, report: Report::default(), last_lsn: None, waited_lsn: None };
+    let mut importer = Importer { app, principal, report: ImportReport::default(), last_lsn: None, waited_lsn: None };
     let mut lines = Lines { number: 1, ..Lines::default() };
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {

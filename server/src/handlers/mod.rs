@@ -2,12 +2,12 @@
 //! [`Reply`], JSON parsing and durable acknowledgement.
 
 mod admin;
-mod availability;
-mod catalog;
+pub mod availability;
+pub mod catalog;
 mod flash;
-mod import;
+pub mod import;
 mod reservations;
-mod transfers;
+pub mod transfers;
 
 use std::sync::Arc;
 
@@ -60,12 +60,12 @@ impl Call<'_> {
     }
 
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::malformed("body", e.to_string()))
+        json_object(&self.body)
     }
 
-    /// Like [`Call::json`], but an empty body means the type's default.
+    /// Like [`Call::json`], but no body at all means the type's default.
     pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
+        if self.body.is_empty() {
             Ok(T::default())
         } else {
             self.json()
@@ -74,6 +74,59 @@ impl Call<'_> {
 
     pub fn query_pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
         form_urlencoded::parse(self.query.unwrap_or_default().as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
+    }
+}
+
+/// Reads a JSON object into `T`. Every body of the API is an object: an array is refused
+/// (serde would read it into a struct by field position). A whole number written with a
+/// fraction (`5.0`, as JSON Schema's `integer` allows) is read as the integer it is.
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |e: serde_json::Error| ApiError::malformed("body", e.to_string());
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::malformed("body", "must be a JSON object"));
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        // Rare: parse again as a value, make integral floats integers, and read that.
+        Err(e) if e.is_data() => {
+            let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+            if !integral_floats_to_integers(&mut value) {
+                return Err(malformed(e));
+            }
+            serde_json::from_value(value).map_err(malformed)
+        }
+        Err(e) => Err(malformed(e)),
+    }
+}
+
+/// Rewrites every number that is a whole float within `i64` as an integer; returns whether
+/// it rewrote any.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) => match number.as_f64() {
+            Some(float) if !number.is_i64() && !number.is_u64() && float.fract() == 0.0 && float.abs() < 9.0e15 => {
+                // Below 2^53 every whole float is exact.
+                *value = Value::from(float as i64);
+                true
+            }
+            _ => false,
+        },
+        Value::Array(items) => {
+            let mut rewrote = false;
+            for item in items {
+                rewrote |= integral_floats_to_integers(item);
+            }
+            rewrote
+        }
+        Value::Object(map) => {
+            let mut rewrote = false;
+            for item in map.values_mut() {
+                rewrote |= integral_floats_to_integers(item);
+            }
+            rewrote
+        }
+        _ => false,
     }
 }
 
@@ -153,5 +206,21 @@ pub async fn dispatch(app: &Arc<App>, route: &'static Route, call: Call<'_>) -> 
         E::RejectReplenishment => transfers::reject(app, call).await,
         E::ReplenishmentSuggestions => transfers::suggestions(app, call),
         E::NotImplemented => Err(ApiError::NotImplemented(route.template)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::ReceiveIn;
+
+    #[test]
+    fn bodies_are_objects_and_whole_floats_are_integers() {
+        let read = |body: &str| json_object::<ReceiveIn>(body.as_bytes());
+        let ok = read(r#"{"location": "L", "sku": "S", "qty": 5.0, "unit_cost": 12.0}"#).expect("whole floats read");
+        assert_eq!((ok.qty, ok.unit_cost), (5, Some(12)));
+        for bad in [r#"{"location": "L", "sku": "S", "qty": 5.5}"#, r#"["L", "S", 5, null, null, null]"#, "", "\r"] {
+            assert!(matches!(read(bad), Err(ApiError::Malformed(_))), "{bad:?} must be refused");
+        }
     }
 }

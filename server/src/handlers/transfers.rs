@@ -11,18 +11,20 @@
 use std::sync::Arc;
 
 use aisle_engine::error::FieldError;
-use aisle_engine::limits::{LINE_QTY_MAX, SUGGESTIONS_PAGE_MAX};
+use aisle_engine::limits::{LINES_PER_REQUEST_MAX, LINE_QTY_MAX, NOTE_LEN_MAX, SUGGESTIONS_PAGE_MAX};
 use aisle_engine::transfer::{
     ReplenishmentRequest, ReplenishmentView, Suggestion, TransferLine, TransferRequest, TransferView,
 };
 use aisle_engine::EngineError;
 use hyper::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Call, Reply};
 use crate::auth::{Principal, Role};
 use crate::dto::{cursor_in, cursor_out, rfc3339, Empty, LotOut, Page};
 use crate::problem::ApiError;
+use crate::schema::{CODE, TEXT};
 use crate::shared::App;
 
 /// Suggestions per page when `limit` is not given.
@@ -30,52 +32,68 @@ pub const SUGGESTIONS_PAGE_DEFAULT: usize = 100;
 
 // ---- JSON ------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LineIn {
+pub struct TransferLineIn {
+    #[schemars(pattern(CODE))]
     pub sku: String,
+    #[schemars(range(min = 1, max = LINE_QTY_MAX))]
     pub qty: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+/// `to` differs from `from`.
 pub struct TransferIn {
+    #[schemars(pattern(CODE))]
     pub from: String,
+    #[schemars(pattern(CODE))]
     pub to: String,
-    pub lines: Vec<LineIn>,
+    #[schemars(length(min = 1, max = LINES_PER_REQUEST_MAX))]
+    pub lines: Vec<TransferLineIn>,
+    #[schemars(length(max = NOTE_LEN_MAX), pattern(TEXT))]
     pub note: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferReceiveIn {
     /// Absent: everything outstanding.
-    pub lines: Option<Vec<LineIn>>,
+    #[schemars(length(min = 1, max = LINES_PER_REQUEST_MAX))]
+    pub lines: Option<Vec<TransferLineIn>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplenishmentIn {
+    #[schemars(pattern(CODE))]
     pub location: String,
-    pub lines: Vec<LineIn>,
+    #[schemars(length(min = 1, max = LINES_PER_REQUEST_MAX))]
+    pub lines: Vec<TransferLineIn>,
+    /// The location asked to send the stock; absent: decided at approval.
+    #[schemars(pattern(CODE))]
     pub from: Option<String>,
+    #[schemars(length(max = NOTE_LEN_MAX), pattern(TEXT))]
     pub note: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveIn {
+    /// The source; absent: the request's, else the best one.
+    #[schemars(pattern(CODE))]
     pub from: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectIn {
+    #[schemars(length(max = NOTE_LEN_MAX), pattern(TEXT))]
     pub reason: Option<String>,
 }
 
 /// Lines with quantities range-checked (a negative or huge `qty` is a 422 naming the field).
-fn lines_in(lines: Vec<LineIn>) -> Result<Vec<TransferLine>, ApiError> {
+fn lines_in(lines: Vec<TransferLineIn>) -> Result<Vec<TransferLine>, ApiError> {
     let mut errors = Vec::new();
     let lines = lines
         .into_iter()
@@ -95,7 +113,7 @@ fn lines_in(lines: Vec<LineIn>) -> Result<Vec<TransferLine>, ApiError> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct TransferLineOut {
     pub sku: String,
     pub qty: u32,
@@ -109,22 +127,27 @@ pub struct TransferLineOut {
     pub lots: Vec<LotOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct TransferOut {
     pub id: String,
+    #[schemars(extend("enum" = ["held", "shipped", "partially_received", "received", "cancelled"]))]
     pub status: &'static str,
     pub from: String,
     pub to: String,
     pub lines: Vec<TransferLineOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub shipped_at: Option<String>,
     /// The last receipt's time.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub received_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub cancelled_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replenishment_id: Option<String>,
@@ -159,25 +182,28 @@ impl From<TransferView> for TransferOut {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct LineOut {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReplenishmentLineOut {
     pub sku: String,
     pub qty: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ReplenishmentOut {
     pub id: String,
+    #[schemars(extend("enum" = ["requested", "approved", "rejected"]))]
     pub status: &'static str,
     pub location: String,
     /// The requested source; once approved, the transfer's source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    pub lines: Vec<LineOut>,
+    pub lines: Vec<ReplenishmentLineOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub decided_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_id: Option<String>,
@@ -192,7 +218,7 @@ impl From<ReplenishmentView> for ReplenishmentOut {
             status: r.status.as_str(),
             location: r.location,
             from: r.from,
-            lines: r.lines.into_iter().map(|l| LineOut { sku: l.sku, qty: l.qty }).collect(),
+            lines: r.lines.into_iter().map(|l| ReplenishmentLineOut { sku: l.sku, qty: l.qty }).collect(),
             note: r.note,
             created_at: rfc3339(r.created_at),
             decided_at: r.decided_at.map(rfc3339),
@@ -202,14 +228,14 @@ impl From<ReplenishmentView> for ReplenishmentOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SourceOut {
     pub location: String,
     pub available: i64,
     pub distance_km: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SuggestionOut {
     pub sku: String,
     pub location: String,
@@ -364,7 +390,7 @@ pub fn suggestions(app: &Arc<App>, call: Call<'_>) -> Result<Reply, ApiError> {
     let mut after: Option<(String, String)> = None;
     for (key, value) in call.query_pairs() {
         match key.as_str() {
-            "location" if !value.is_empty() => location = Some(value),
+            "location" if !value.is_empty() => location = Some(super::catalog::code_filter("location", value)?),
             "location" => {}
             "limit" => {
                 limit = value
