@@ -99,6 +99,7 @@ fn finish<T>(value: T, errors: Vec<FieldError>) -> Result<T, ApiError> {
 #[serde(deny_unknown_fields)]
 /// A location. A `code` sent back from a GET must equal the path's code (not listed: the
 /// path names the location).
+#[schemars(example = examples::location())]
 pub struct LocationIn {
     #[schemars(skip)]
     pub code: Option<String>,
@@ -186,6 +187,7 @@ impl From<LocationDef> for LocationOut {
 #[serde(deny_unknown_fields)]
 /// A SKU. A `code` sent back from a GET must equal the path's code (not listed: the path
 /// names the SKU).
+#[schemars(example = examples::sku())]
 pub struct SkuIn {
     #[schemars(skip)]
     pub code: Option<String>,
@@ -280,6 +282,7 @@ impl LotIn {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = examples::receive())]
 pub struct ReceiveIn {
     #[schemars(pattern(CODE))]
     pub location: String,
@@ -319,6 +322,7 @@ impl ReceiveIn {
     {"required": ["delta"], "properties": {"delta": {"type": "integer"}}},
     {"required": ["counted"], "properties": {"counted": {"type": "integer"}}}
 ]))]
+#[schemars(example = examples::adjust())]
 pub struct AdjustIn {
     #[schemars(pattern(CODE))]
     pub location: String,
@@ -514,6 +518,7 @@ impl From<FulfillmentIn> for Fulfillment {
         "then": {"required": ["fulfillment"], "properties": {"fulfillment": {"type": "object"}}}
     }
 ]))]
+#[schemars(example = examples::reserve(), example = examples::reserve_sourced())]
 pub struct ReserveIn {
     #[schemars(pattern(CHANNEL))]
     pub channel: String,
@@ -617,6 +622,7 @@ pub struct QuoteLineIn {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = examples::quote())]
 pub struct QuoteIn {
     #[schemars(pattern(CHANNEL))]
     pub channel: String,
@@ -754,6 +760,7 @@ pub const HOLD_SECONDS_DEFAULT: i64 = 300;
 #[serde(deny_unknown_fields)]
 /// A flash sale. A `code` sent back from a GET must equal the path's code (not listed: the
 /// path names the sale).
+#[schemars(example = examples::flash_sale())]
 pub struct FlashSaleIn {
     #[schemars(skip)]
     pub code: Option<String>,
@@ -873,6 +880,7 @@ impl From<FlashSaleView> for FlashSaleOut {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = examples::claim())]
 pub struct ClaimIn {
     #[schemars(length(min = 1, max = CUSTOMER_LEN_MAX), pattern(TEXT_NONEMPTY))]
     pub customer: String,
@@ -1015,6 +1023,54 @@ impl From<&SnapshotInfo> for SnapshotOut {
             bytes: u64::try_from(info.bytes).unwrap_or(u64::MAX),
             millis: u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX),
         }
+    }
+}
+
+/// Examples of the main request bodies, shown in `/openapi.json` (and sent by its examples
+/// phase in CI); they name the locations and SKUs of README's walkthrough.
+mod examples {
+    use serde_json::{json, Value};
+
+    pub fn location() -> Value {
+        json!({"name": "Causeway Bay", "kind": "store", "lat": 22.28, "lon": 114.18,
+               "channels": ["web", "pos"], "pickup": true, "ships": true, "priority": 0})
+    }
+
+    pub fn sku() -> Value {
+        json!({"name": "Linen tee, M", "price": 19900, "attributes": {"colour": "sand", "size": "M"}})
+    }
+
+    pub fn receive() -> Value {
+        json!({"location": "HK-CWB", "sku": "TEE-M", "qty": 24, "unit_cost": 6500,
+               "lot": {"code": "L2026-11", "expires_on": "2027-11-30"}, "reason": "PO 4471"})
+    }
+
+    pub fn adjust() -> Value {
+        json!({"location": "HK-CWB", "sku": "TEE-M", "counted": 22, "reason": "count", "note": "monthly count"})
+    }
+
+    pub fn reserve() -> Value {
+        json!({"channel": "web", "lines": [{"sku": "TEE-M", "qty": 2, "location": "HK-CWB"}],
+               "ttl_seconds": 600, "customer": "c-1042"})
+    }
+
+    pub fn reserve_sourced() -> Value {
+        json!({"channel": "web", "lines": [{"sku": "TEE-M", "qty": 2}],
+               "fulfillment": {"type": "ship", "to": {"lat": 22.32, "lon": 114.17}}, "allow_split": true})
+    }
+
+    pub fn quote() -> Value {
+        json!({"channel": "web", "lines": [{"sku": "TEE-M", "qty": 2}],
+               "fulfillment": {"type": "pickup", "location": "HK-CWB"}})
+    }
+
+    pub fn flash_sale() -> Value {
+        json!({"sku": "SNKR", "location": "HK-WH", "quantity": 500, "starts_at": "2026-11-11T00:00:00Z",
+               "ends_at": "2026-11-12T00:00:00Z", "per_customer_limit": 1, "hold_seconds": 300})
+    }
+
+    pub fn claim() -> Value {
+        json!({"customer": "c-1042", "qty": 1})
     }
 }
 

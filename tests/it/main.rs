@@ -1,5 +1,6 @@
 //! aisle's black-box integration tests: one binary, a module per area.
 
+mod contract;
 mod http_api;
 mod http_crash;
 mod http_flash;
@@ -11,4 +12,5 @@ mod http_sourcing;
 mod http_transfers;
 mod kill9;
 mod ops_bundle;
+mod schemathesis;
 mod support;

@@ -78,7 +78,24 @@ impl Server {
         self.raw_with(method, path, token, body, &[]).await
     }
 
+    /// Every answer is checked against `/openapi.json` ([`crate::contract::check`]).
     pub async fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let answer = self.raw_unchecked(method, path, token, body, headers).await;
+        let content_type = answer.headers.get("content-type").and_then(|v| v.to_str().ok());
+        crate::contract::check(method, path, answer.status, content_type, &answer.body);
+        answer
+    }
+
+    /// Like [`Server::raw_with`], without the contract check (for answers to requests the
+    /// document cannot describe, such as a body cut off mid-way).
+    pub async fn raw_unchecked(
         &self,
         method: &str,
         path: &str,
