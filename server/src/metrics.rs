@@ -271,4 +271,9 @@ impl WalObserver for WalMetrics {
             self.fsync.observe(sync.as_secs_f64());
         }
     }
+
+    fn read_only(&self, reason: &str) {
+        // Once, when it happens: every write from now on is refused with 503 until a restart.
+        tracing::error!(reason, "the write-ahead log is read-only: writes are refused until the server restarts");
+    }
 }

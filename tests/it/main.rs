@@ -3,6 +3,7 @@
 mod contract;
 mod http_api;
 mod http_crash;
+mod http_disk_full;
 mod http_flash;
 mod http_idempotency;
 mod http_import;

@@ -47,6 +47,16 @@ impl Server {
     }
 
     pub fn start_with(dir: &Path, args: &[&str]) -> Server {
+        Server::spawn(dir, args, Stdio::inherit())
+    }
+
+    /// Like [`Server::start_with`], with the server's log (stderr) appended to `log`.
+    pub fn start_logged(dir: &Path, args: &[&str], log: &Path) -> Server {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open the log file");
+        Server::spawn(dir, args, Stdio::from(file))
+    }
+
+    fn spawn(dir: &Path, args: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_aisle-server"))
             .arg("serve")
             .args(args)
@@ -55,7 +65,7 @@ impl Server {
             .env("AISLE_ADMIN_TOKEN", ADMIN)
             .env("AISLE_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn the aisle binary");
         let stdout = child.stdout.take().expect("piped stdout");

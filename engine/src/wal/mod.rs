@@ -103,6 +103,9 @@ pub trait WalObserver: Send + Sync {
     /// `sync` is how long the fdatasync took, if the batch was synced. A sync without new
     /// records (Async mode's timer, rotation) is reported with `records == 0`.
     fn batch_written(&self, records: u64, bytes: u64, sync: Option<Duration>);
+    /// The log turned read-only (a write or sync failed); called once, with the reason that
+    /// `/readyz` shows.
+    fn read_only(&self, _reason: &str) {}
 }
 
 /// How the log behaves; see [`WalConfig::validate`] for the accepted ranges.

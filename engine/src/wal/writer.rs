@@ -163,7 +163,12 @@ impl Shared {
 
     /// Makes the log read-only after a failed write or sync on the current segment.
     fn poison(&self, segment: &mut Segment, op: &str, file: &str, error: &std::io::Error) -> WalError {
-        let _ = self.read_only.set(format!("{op} of {file} failed: {error}"));
+        let reason = format!("{op} of {file} failed: {error}");
+        if self.read_only.set(reason).is_ok() {
+            if let (Some(observer), Some(reason)) = (&self.config.observer, self.read_only.get()) {
+                observer.read_only(reason);
+            }
+        }
         segment.file = None;
         segment.spare.clear();
         {
