@@ -1,6 +1,7 @@
 //! [`App`]: the state every request shares, and [`App::handle`], the path of one request:
-//! route, authenticate, check the role, read the bounded body (or, on streaming routes, leave
-//! it to the handler), dispatch, answer, measure.
+//! route, authenticate, take one request from the token's budget (429 past it), check the
+//! role, read the bounded body (or, on streaming routes, leave it to the handler), dispatch,
+//! answer, measure.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -173,6 +174,11 @@ impl App {
         } else {
             let secret = bearer(request.headers()).ok_or(ApiError::Unauthorized)?;
             let principal = self.tokens.authenticate(secret).ok_or(ApiError::Unauthorized)?;
+            // Every authenticated request costs its token, whatever it asks for (SPEC §5).
+            if let Err(seconds) = self.budgets.admit(principal.role, &principal.bucket) {
+                self.metrics.rate_limited.inc();
+                return Err(ApiError::RateLimited(seconds));
+            }
             if !route.area.allows(principal.role) {
                 return Err(ApiError::Forbidden(format!(
                     "a {} token may not {} {}",
@@ -214,7 +220,8 @@ impl App {
     }
 }
 
-fn problem_response(
+/// The problem+json answer to `error` (also the 503 of a connection refused at the cap).
+pub(crate) fn problem_response(
     error: &ApiError,
     request_id: u64,
     route: &str,
@@ -234,8 +241,7 @@ fn problem_response(
     if let Some(allow) = parts.allow {
         builder = builder.header(ALLOW, allow);
     }
-    if parts.status == StatusCode::PAYLOAD_TOO_LARGE {
-        // The rest of an oversized body may still be on its way: do not reuse the connection.
+    if parts.close {
         builder = builder.header(CONNECTION, "close");
     }
     builder.body(Full::new(Bytes::from(body)))

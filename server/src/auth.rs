@@ -4,7 +4,8 @@
 //! secret, looks the record up by the id in it, and compares hashes in constant time.
 //! Tokens persist in `<data-dir>/tokens.json`, rewritten atomically (temp file, fsync,
 //! rename, fsync of the directory) on every change: tokens change rarely and the file stays
-//! readable by an operator.
+//! readable by an operator. Each record also holds the token's request budget (a
+//! [`Bucket`], in memory only), so budgets exist exactly for the tokens that exist.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::budget::Bucket;
 use crate::problem::ApiError;
 
 /// Random bytes in a secret (256 bits).
@@ -93,6 +95,8 @@ pub struct Principal {
     pub role: Role,
     pub channel: Option<String>,
     pub location: Option<String>,
+    /// The token's request budget (`budget.rs`), shared with its record.
+    pub bucket: Arc<Bucket>,
 }
 
 impl Principal {
@@ -129,6 +133,10 @@ struct TokenRecord {
     /// Hex SHA-256 of the whole secret.
     sha256: String,
     created_at: String,
+    /// The token's request budget; not stored (a restart refills it). Record clones share it,
+    /// so rewriting the map on a change keeps every token's state.
+    #[serde(skip)]
+    bucket: Arc<Bucket>,
 }
 
 impl TokenRecord {
@@ -139,6 +147,7 @@ impl TokenRecord {
             role: self.role,
             channel: self.channel.clone(),
             location: self.location.clone(),
+            bucket: self.bucket.clone(),
         }
     }
 }
@@ -181,6 +190,8 @@ pub struct TokenStore {
     tokens: RwLock<HashMap<String, TokenRecord>>,
     /// SHA-256 of `AISLE_ADMIN_TOKEN`, when set: an admin token that is never stored.
     env_admin: Option<[u8; 32]>,
+    /// The request budget of the `AISLE_ADMIN_TOKEN` token.
+    env_admin_bucket: Arc<Bucket>,
     /// Serialises rewrites of the file so two changes never race on the temp file.
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -244,6 +255,7 @@ impl TokenStore {
             dir: dir.to_owned(),
             tokens: RwLock::new(tokens),
             env_admin: env_admin.map(sha256),
+            env_admin_bucket: Arc::default(),
             write_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -293,6 +305,7 @@ impl TokenStore {
                     role: Role::Admin,
                     channel: None,
                     location: None,
+                    bucket: self.env_admin_bucket.clone(),
                 });
             }
         }
@@ -373,6 +386,7 @@ fn new_record(
         location,
         sha256: hex(&sha256(&secret)),
         created_at: now_rfc3339(),
+        bucket: Arc::default(),
     };
     Ok((record, secret))
 }
@@ -406,6 +420,22 @@ mod tests {
         assert!(!reopened.revoke(&made.id).await.expect("revoke again"));
         let again = TokenStore::open(dir.path(), None).expect("reopen");
         assert!(again.authenticate(&made.secret).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_token_keeps_its_bucket_while_others_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(TokenStore::open(dir.path(), Some("env-admin-secret-0123")).expect("open"));
+        let web = store.create("web".into(), Role::Channel, Some("web".into()), None).await.expect("create");
+        let bucket = |secret: &str| store.authenticate(secret).map(|p| p.bucket).expect("known token");
+        let first = bucket(&web.secret);
+        let other = store.create("app".into(), Role::Channel, Some("app".into()), None).await.expect("create");
+        assert!(Arc::ptr_eq(&first, &bucket(&web.secret)), "creating another token keeps this one's budget");
+        assert!(!Arc::ptr_eq(&first, &bucket(&other.secret)), "each token has its own");
+        assert!(store.revoke(&other.id).await.expect("revoke"));
+        assert!(Arc::ptr_eq(&first, &bucket(&web.secret)), "revoking another token keeps it too");
+        let env = bucket("env-admin-secret-0123");
+        assert!(Arc::ptr_eq(&env, &bucket("env-admin-secret-0123")), "the env admin token has one bucket");
     }
 
     #[test]

@@ -39,9 +39,19 @@ pub struct ServeArgs {
     /// A TOML file with the same settings; flags and environment override it.
     #[arg(long, env = "AISLE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Connections served at once.
+    /// Connections served at once; one more is answered 503 with Retry-After and closed.
     #[arg(long, env = "AISLE_CONNECTIONS_MAX")]
     pub connections_max: Option<usize>,
+    /// Requests per second each channel, POS and ops token may send; past its budget a token
+    /// gets 429 with Retry-After. 0: unlimited (default 10000).
+    #[arg(long, env = "AISLE_TOKEN_RATE_PER_SECOND")]
+    pub token_rate_per_second: Option<u32>,
+    /// Requests per second each admin token may send. 0: unlimited (the default).
+    #[arg(long, env = "AISLE_ADMIN_TOKEN_RATE_PER_SECOND")]
+    pub admin_token_rate_per_second: Option<u32>,
+    /// Requests a token may send at once before its rate applies (default 20000).
+    #[arg(long, env = "AISLE_TOKEN_BURST")]
+    pub token_burst: Option<u32>,
     /// Seconds passed write-ahead log segments are kept (default 7 days).
     #[arg(long, env = "AISLE_LOG_RETENTION_SECONDS")]
     pub log_retention_seconds: Option<u64>,
@@ -72,6 +82,15 @@ impl ServeArgs {
         }
         if let Some(n) = self.connections_max.or(file.connections_max) {
             config.connections_max = n;
+        }
+        if let Some(rate) = self.token_rate_per_second.or(file.token_rate_per_second) {
+            config.token_rate_per_second = rate;
+        }
+        if let Some(rate) = self.admin_token_rate_per_second.or(file.admin_token_rate_per_second) {
+            config.admin_token_rate_per_second = rate;
+        }
+        if let Some(burst) = self.token_burst.or(file.token_burst) {
+            config.token_burst = burst;
         }
         if let Some(n) = file.body_bytes_max {
             config.body_bytes_max = n;
@@ -163,5 +182,35 @@ mod tests {
             assert_eq!(serve.into_config().expect("valid").log_format, expected, "{args:?}");
         }
         assert!(Cli::try_parse_from(["aisle", "serve", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn budgets_from_flags_or_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("budgets.toml");
+        std::fs::write(&file, "token_rate_per_second = 50\ntoken_burst = 5\nadmin_token_rate_per_second = 900\n")
+            .expect("write");
+        let file = file.to_str().expect("utf-8 path");
+        // (args, (token rate, admin rate, burst))
+        type Case<'a> = (&'a [&'a str], (u32, u32, u32));
+        let cases: [Case; 4] = [
+            (&[], (10_000, 0, 20_000)),
+            (&["--config", file], (50, 900, 5)),
+            (&["--config", file, "--token-rate-per-second", "0", "--token-burst", "7"], (0, 900, 7)),
+            (&["--admin-token-rate-per-second", "3"], (10_000, 3, 20_000)),
+        ];
+        for (args, (rate, admin, burst)) in cases {
+            let cli = Cli::try_parse_from(["aisle", "serve"].iter().chain(args)).expect("parses");
+            let Command::Serve(serve) = cli.command;
+            let config = serve.into_config().expect("valid");
+            assert_eq!(
+                (config.token_rate_per_second, config.admin_token_rate_per_second, config.token_burst),
+                (rate, admin, burst),
+                "{args:?}"
+            );
+        }
+        let cli = Cli::try_parse_from(["aisle", "serve", "--token-burst", "0"]).expect("parses");
+        let Command::Serve(serve) = cli.command;
+        assert!(serve.into_config().is_err(), "a burst of 0 would refuse everything");
     }
 }

@@ -13,8 +13,21 @@ use serde::Deserialize;
 
 /// Largest request body accepted by default (SPEC §4: over 1 MiB gets 413).
 pub const BODY_BYTES_MAX_DEFAULT: usize = 1 << 20;
-/// Open connections served at once by default; more wait in the kernel's accept queue.
+/// Open connections served at once by default; a connection past them is answered 503
+/// (`server.rs`).
 pub const CONNECTIONS_MAX_DEFAULT: usize = 4096;
+/// Requests per second a channel, POS or ops token may send by default (SPEC §5: "default
+/// generous"): about a fifth of what this server answers on two cores (BENCHMARKS.md), far
+/// above what one shop's checkout or one store's tills send, low enough that one runaway
+/// client cannot take the whole server.
+pub const TOKEN_RATE_PER_SECOND_DEFAULT: u32 = 10_000;
+/// Requests a token may send at once on top of its rate by default (two seconds' worth).
+pub const TOKEN_BURST_DEFAULT: u32 = 20_000;
+/// Admin tokens are unlimited by default (0): they run set-ups, imports and load tests, and
+/// whoever holds one can change this setting anyway.
+pub const ADMIN_TOKEN_RATE_PER_SECOND_DEFAULT: u32 = 0;
+pub const TOKEN_RATE_PER_SECOND_LIMIT: u32 = 1_000_000;
+pub const TOKEN_BURST_LIMIT: u32 = 10_000_000;
 /// How long shutdown waits for in-flight requests by default.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 /// Upper bounds of what a configuration may ask for.
@@ -33,6 +46,12 @@ pub struct ServerConfig {
     pub log_retention: Duration,
     /// ... and deleted oldest first while the log is larger than this.
     pub log_retention_bytes: u64,
+    /// Requests per second of each channel, POS and ops token (0: unlimited).
+    pub token_rate_per_second: u32,
+    /// Requests per second of each admin token (0: unlimited).
+    pub admin_token_rate_per_second: u32,
+    /// Requests a token may send at once before its rate applies (every budgeted token).
+    pub token_burst: u32,
     /// The `AISLE_ADMIN_TOKEN` secret, when set: an admin token that replaces the bootstrap file.
     pub admin_token: Option<String>,
     /// How the binary writes its log lines (to stderr).
@@ -82,6 +101,9 @@ impl ServerConfig {
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
             log_retention: aisle_engine::engine::LOG_RETENTION_DEFAULT,
             log_retention_bytes: aisle_engine::engine::LOG_RETENTION_BYTES_DEFAULT,
+            token_rate_per_second: TOKEN_RATE_PER_SECOND_DEFAULT,
+            admin_token_rate_per_second: ADMIN_TOKEN_RATE_PER_SECOND_DEFAULT,
+            token_burst: TOKEN_BURST_DEFAULT,
             admin_token: None,
             log_format: LogFormat::Text,
         }
@@ -94,6 +116,17 @@ impl ServerConfig {
         }
         if !(1024..=BODY_BYTES_MAX_LIMIT).contains(&self.body_bytes_max) {
             return invalid(format!("body_bytes_max must be 1024 to {BODY_BYTES_MAX_LIMIT}"));
+        }
+        for (name, rate) in [
+            ("token_rate_per_second", self.token_rate_per_second),
+            ("admin_token_rate_per_second", self.admin_token_rate_per_second),
+        ] {
+            if rate > TOKEN_RATE_PER_SECOND_LIMIT {
+                return invalid(format!("{name} must be 0 (unlimited) to {TOKEN_RATE_PER_SECOND_LIMIT}"));
+            }
+        }
+        if !(1..=TOKEN_BURST_LIMIT).contains(&self.token_burst) {
+            return invalid(format!("token_burst must be 1 to {TOKEN_BURST_LIMIT}"));
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir must not be empty".into());
@@ -121,6 +154,12 @@ pub struct FileConfig {
     /// Seconds passed log segments are kept (default 7 days).
     pub log_retention_seconds: Option<u64>,
     pub log_retention_bytes: Option<u64>,
+    /// Requests per second of each channel, POS and ops token (0: unlimited).
+    pub token_rate_per_second: Option<u32>,
+    /// Requests per second of each admin token (0: unlimited, the default).
+    pub admin_token_rate_per_second: Option<u32>,
+    /// Requests a token may send at once before its rate applies.
+    pub token_burst: Option<u32>,
     /// `text` (default) or `json`.
     pub log_format: Option<LogFormat>,
 }
@@ -141,7 +180,10 @@ mod tests {
     fn validation() {
         let good = ServerConfig::new(([127, 0, 0, 1], 0).into(), "data".into());
         assert!(good.validate().is_ok());
-        let cases: [fn(&mut ServerConfig); 4] = [
+        let cases: [fn(&mut ServerConfig); 7] = [
+            |c| c.token_rate_per_second = TOKEN_RATE_PER_SECOND_LIMIT + 1,
+            |c| c.admin_token_rate_per_second = TOKEN_RATE_PER_SECOND_LIMIT + 1,
+            |c| c.token_burst = 0,
             |c| c.connections_max = 0,
             |c| c.body_bytes_max = 10,
             |c| c.data_dir = PathBuf::new(),
@@ -152,6 +194,10 @@ mod tests {
             change(&mut config);
             assert!(config.validate().is_err(), "{config:?}");
         }
+        let mut unlimited = good.clone();
+        unlimited.token_rate_per_second = 0;
+        unlimited.admin_token_rate_per_second = TOKEN_RATE_PER_SECOND_LIMIT;
+        assert!(unlimited.validate().is_ok(), "0 is unlimited; the limit itself is allowed");
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //! - [`dto`]: JSON request and response shapes and their conversion to engine types.
 //! - [`problem`]: API errors and the one table mapping them to problem+json.
 //! - [`auth`]: roles, what each may do, and the persistent token store.
+//! - [`budget`]: per-token request budgets (a lock-free token bucket in each token's record).
 //! - [`metrics`]: the Prometheus registry and the WAL observer.
 //! - [`openapi`]: `/openapi.json`, generated from the route table and the JSON types.
 //! - [`schema`]: the value rules (patterns) the JSON types' schemas share.
 
 pub mod app;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod dto;

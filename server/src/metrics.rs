@@ -33,6 +33,14 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    /// Requests answered 429 because their token was over its budget (no token label).
+    pub rate_limited: IntCounter,
+    /// Connections being served (at most `connections_max`).
+    pub open_connections: IntGauge,
+    /// Connections that arrived at the cap and were answered 503.
+    pub connections_refused: IntCounter,
+    /// Connections closed unanswered: the cap and the refusal slots were all taken.
+    pub connections_dropped: IntCounter,
     pub reservations: IntCounterVec,
     pub active_reservations: IntGauge,
     pub flash_sale_claims: IntCounterVec,
@@ -71,6 +79,20 @@ impl Metrics {
             HistogramOpts::new("aisle_http_request_duration_seconds", "Time to answer an HTTP request, by route.")
                 .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
+        )?;
+        let rate_limited = IntCounter::new(
+            "aisle_http_rate_limited_total",
+            "Requests answered 429 rate_limited because their token was over its request budget.",
+        )?;
+        let open_connections =
+            IntGauge::new("aisle_http_open_connections", "HTTP connections being served (at most connections_max).")?;
+        let connections_refused = IntCounter::new(
+            "aisle_http_connections_refused_total",
+            "Connections that arrived while connections_max were open; answered 503 unavailable and closed.",
+        )?;
+        let connections_dropped = IntCounter::new(
+            "aisle_http_connections_dropped_total",
+            "Connections closed unanswered because the connection cap and the refusal slots were all taken.",
         )?;
         let reservations = IntCounterVec::new(
             Opts::new("aisle_reservations_total", "Reservation requests and transitions, by outcome."),
@@ -135,6 +157,10 @@ impl Metrics {
         registry.register(Box::new(wal_oldest_retained_lsn.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(open_connections.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(connections_dropped.clone()))?;
         registry.register(Box::new(reservations.clone()))?;
         registry.register(Box::new(active_reservations.clone()))?;
         registry.register(Box::new(flash_sale_claims.clone()))?;
@@ -149,6 +175,10 @@ impl Metrics {
             registry,
             http_requests,
             http_duration,
+            rate_limited,
+            open_connections,
+            connections_refused,
+            connections_dropped,
             reservations,
             active_reservations,
             flash_sale_claims,

@@ -56,6 +56,13 @@ pub enum ApiError {
     NotImplemented(&'static str),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The token is over its request budget (`budget.rs`); a request is allowed again in
+    /// this many seconds: 429.
+    #[error("this token is over its request budget; retry in {0} s")]
+    RateLimited(u64),
+    /// A connection arrived while `connections_max` were open: answered 503 and closed.
+    #[error("the server has as many connections open as it serves; retry later")]
+    ConnectionsFull,
     /// A failure of the server itself (token store I/O, a bug): 500, logged, never detailed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -109,12 +116,14 @@ pub struct ShortfallOut {
 pub struct Parts {
     pub status: StatusCode,
     pub problem: Problem,
-    /// `Retry-After` seconds, for 503s.
+    /// `Retry-After` seconds, for 429s and 503s.
     pub retry_after: Option<u64>,
     /// `Allow` header value, for 405s.
     pub allow: Option<String>,
     /// Whether the server must log the error (a 500 is always a bug or an I/O failure).
     pub log: bool,
+    /// Whether the connection closes after this answer (`Connection: close`).
+    pub close: bool,
 }
 
 fn field_errors(errors: &[FieldError]) -> Vec<FieldErrorOut> {
@@ -142,6 +151,7 @@ impl ApiError {
         let mut allow = None;
         let mut detail = self.to_string();
         let mut log = false;
+        let mut close = false;
         let (status, code, title) = match self {
             ApiError::Malformed(list) => {
                 errors = field_errors(list);
@@ -190,6 +200,15 @@ impl ApiError {
                 retry_after = Some(RETRY_AFTER_SECONDS);
                 (S::SERVICE_UNAVAILABLE, "unavailable", "Shutting down")
             }
+            ApiError::RateLimited(seconds) => {
+                retry_after = Some((*seconds).max(1));
+                (S::TOO_MANY_REQUESTS, "rate_limited", "Rate limited")
+            }
+            ApiError::ConnectionsFull => {
+                retry_after = Some(RETRY_AFTER_SECONDS);
+                close = true;
+                (S::SERVICE_UNAVAILABLE, "unavailable", "Too many connections")
+            }
             ApiError::Engine(EngineError::Storage(_) | EngineError::Internal(_)) | ApiError::Internal(_) => {
                 detail = "internal error; it has been logged".into();
                 log = true;
@@ -201,7 +220,11 @@ impl ApiError {
                 allow = Some(methods.clone());
                 (S::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed")
             }
-            ApiError::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
+            ApiError::PayloadTooLarge(_) => {
+                // The rest of an oversized body may still be on its way: do not reuse the connection.
+                close = true;
+                (S::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large")
+            }
             ApiError::NotImplemented(_) => (S::NOT_IMPLEMENTED, "not_implemented", "Not implemented"),
         };
         Parts {
@@ -218,6 +241,7 @@ impl ApiError {
             retry_after,
             allow,
             log,
+            close,
         }
     }
 }
@@ -254,6 +278,8 @@ mod tests {
             (ApiError::Forbidden("no".into()), 403, "forbidden"),
             (ApiError::PayloadTooLarge(1), 413, "payload_too_large"),
             (ApiError::NotImplemented("x"), 501, "not_implemented"),
+            (ApiError::RateLimited(3), 429, "rate_limited"),
+            (ApiError::ConnectionsFull, 503, "unavailable"),
         ];
         for (error, status, code) in cases {
             let parts = error.parts();
@@ -261,8 +287,11 @@ mod tests {
             assert_eq!(parts.problem.code, code, "{error}");
             assert!(PROBLEM_CODES.contains(&code), "{code} is missing from PROBLEM_CODES");
             assert_eq!(parts.problem.kind, format!("/problems/{code}"));
-            assert_eq!(parts.retry_after.is_some(), status == 503, "{error}");
+            assert_eq!(parts.retry_after.is_some(), status == 503 || status == 429, "{error}");
+            assert_eq!(parts.close, status == 413 || matches!(error, ApiError::ConnectionsFull), "{error}");
         }
+        assert_eq!(ApiError::RateLimited(3).parts().retry_after, Some(3));
+        assert_eq!(ApiError::RateLimited(0).parts().retry_after, Some(1), "never less than 1 s");
     }
 
     #[test]

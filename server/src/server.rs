@@ -2,11 +2,17 @@
 //!
 //! Start-up: validate the configuration, recover the engine (off the async workers: it reads
 //! and replays files), open the token store, bind, then print `listening on ADDR` on stdout.
-//! The accept loop holds one semaphore permit per open connection (`connections_max`).
+//! The accept loop holds one semaphore permit per open connection (`connections_max`). A
+//! connection that arrives when none is left is still accepted and answered at once: 503
+//! `unavailable` with `Retry-After` and `Connection: close` (not left waiting in the kernel's
+//! backlog). Those answers have their own small cap (`REFUSING_CONNECTIONS_MAX`) and time
+//! limit; past that cap a connection is closed unanswered, so a flood of connections costs a
+//! bounded amount of memory and file descriptors.
 //! Shutdown (the `shutdown` future resolves, e.g. on SIGTERM or Ctrl-C): stop accepting, mark
 //! not ready, let in-flight requests finish (up to `shutdown_grace`), then flush and sync the
 //! log with `Engine::close`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -19,15 +25,25 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 
+use crate::app::problem_response;
 use crate::auth::{TokenStore, TokenStoreError};
+use crate::budget::Budgets;
 use crate::config::{ConfigError, ServerConfig};
 use crate::metrics::Metrics;
+use crate::problem::ApiError;
 use crate::shared::App;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Connections past `connections_max` being answered 503 at once; past this they are closed
+/// unanswered. Each costs a socket and a few KiB while its request is read and answered.
+const REFUSING_CONNECTIONS_MAX: usize = 256;
+/// How long a refused connection may take to send its request headers before it is closed.
+const REFUSAL_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest a refused connection is kept, answer included.
+const REFUSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -107,21 +123,18 @@ pub async fn serve(
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
 
-    let app = Arc::new(App::new(engine.clone(), tokens, metrics, config.body_bytes_max));
+    let budgets = Budgets::new(config.token_rate_per_second, config.admin_token_rate_per_second, config.token_burst);
+    let app = Arc::new(App::new(engine.clone(), tokens, metrics, config.body_bytes_max, budgets));
     let connections = Arc::new(Semaphore::new(config.connections_max));
+    let refusing = Arc::new(Semaphore::new(REFUSING_CONNECTIONS_MAX));
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let mut refusal = http1::Builder::new();
+    refusal.keep_alive(false).timer(TokioTimer::new()).header_read_timeout(REFUSAL_HEADER_READ_TIMEOUT);
 
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -135,6 +148,16 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => {
+                refuse(&app.metrics, &refusing, &refusal, stream);
+                continue;
+            }
+            Err(TryAcquireError::Closed) => break,
+        };
+        let open = app.metrics.open_connections.clone();
+        open.inc();
         let app = app.clone();
         let service = service_fn(move |request| app.clone().handle(request));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
@@ -142,6 +165,7 @@ pub async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            open.dec();
             drop(permit);
         });
     }
@@ -156,6 +180,35 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || engine.close()).await??;
     tracing::info!("engine closed; bye");
     Ok(())
+}
+
+/// Answers a connection that arrived at the cap: reads its first request, answers 503 with
+/// `Retry-After` and `Connection: close`, closes. Reading the request first lets the client
+/// see the answer to the request it sent (a response before the request confuses clients, and
+/// closing on unread bytes resets the connection). Past `REFUSING_CONNECTIONS_MAX` such
+/// connections at once, or after `REFUSAL_TIMEOUT`, the connection is closed unanswered.
+fn refuse(metrics: &Metrics, refusing: &Arc<Semaphore>, http: &http1::Builder, stream: tokio::net::TcpStream) {
+    let Ok(permit) = refusing.clone().try_acquire_owned() else {
+        metrics.connections_dropped.inc();
+        return;
+    };
+    metrics.connections_refused.inc();
+    let service = service_fn(|_request| async {
+        let response = problem_response(&ApiError::ConnectionsFull, 0, "refused").unwrap_or_else(|e| {
+            tracing::error!(error = %e, "building the 503 of a refused connection failed");
+            let mut fallback = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+            *fallback.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+            fallback
+        });
+        Ok::<_, Infallible>(response)
+    });
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    tokio::spawn(async move {
+        if let Ok(Err(e)) = tokio::time::timeout(REFUSAL_TIMEOUT, connection).await {
+            tracing::debug!(error = %e, "a refused connection ended with an error");
+        }
+        drop(permit);
+    });
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).

@@ -672,7 +672,8 @@ fn reservations_expire_and_config_file_is_read() {
     assert!(data.join("wal").is_dir(), "the data directory came from the environment");
 }
 
-/// With `connections_max = 1`, a second connection waits until the first one closes.
+/// With `connections_max = 1`, a second connection is answered 503 at once (not left waiting
+/// in the backlog) and closed; once the first one closes, new connections are served again.
 #[test]
 fn connections_are_bounded() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -685,10 +686,24 @@ fn connections_are_bounded() {
         // The first client's keep-alive connection holds the only slot.
         let first = client(5000);
         assert_eq!(first.get(&url).send().await.expect("first").status(), 200);
-        assert!(client(300).get(&url).send().await.is_err(), "a second connection is not served");
-        // Dropping the first client closes its connection and frees the slot.
+        let second = client(2000).get(&url).send().await.expect("a second connection is answered at once");
+        assert_eq!(second.status(), 503);
+        assert_eq!(second.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+        assert_eq!(second.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+        // The first connection is still served.
+        assert_eq!(first.get(&url).send().await.expect("first again").status(), 200);
+        // Dropping the first client closes its connection and frees the slot; until the server
+        // has seen the close, a new connection is still answered 503 at once, never left waiting.
         drop(first);
-        let answer = client(5000).get(&url).send().await.expect("served once the slot is free");
-        assert_eq!(answer.status(), 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let answer = client(2000).get(&url).send().await.expect("answered at once");
+            if answer.status() == 200 {
+                break;
+            }
+            assert_eq!(answer.status(), 503);
+            assert!(std::time::Instant::now() < deadline, "served once the slot is free");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     });
 }

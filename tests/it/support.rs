@@ -113,8 +113,29 @@ impl Server {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Answer {
+        self.send_via(&self.client, method, path, token, body, headers).await
+    }
+
+    /// A request on `client`'s connections instead of the shared client's (tests that need
+    /// connections of their own); checked against `/openapi.json` like [`Server::raw_with`].
+    pub async fn call_via(&self, client: &reqwest::Client, method: &str, path: &str, token: Option<&str>) -> Answer {
+        let answer = self.send_via(client, method, path, token, None, &[]).await;
+        let content_type = answer.headers.get("content-type").and_then(|v| v.to_str().ok());
+        crate::contract::check(method, path, answer.status, content_type, &answer.body);
+        answer
+    }
+
+    async fn send_via(
+        &self,
+        client: &reqwest::Client,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let mut request = client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
