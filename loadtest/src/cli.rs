@@ -72,6 +72,10 @@ pub struct Args {
     /// aisle bearer token (an admin token: the scenarios create their catalog).
     #[arg(long, env = "AISLE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// aisle bearer token of the measured requests (default: --token), e.g. a channel token
+    /// for `web`, whose request budget then applies; set-up and checks still use --token.
+    #[arg(long, env = "AISLE_LOAD_TOKEN", hide_env_values = true)]
+    pub load_token: Option<String>,
     #[arg(long, value_enum, default_value_t = Scenario::Checkout)]
     pub scenario: Scenario,
     /// Workers, each with its own connection.
@@ -345,6 +349,14 @@ fn aisle_endpoint(args: &Args) -> Result<Arc<Endpoint>, BoxError> {
     Endpoint::new(&args.target, Some(token), args.timeout)
 }
 
+/// The endpoint the workers' measured requests go to: `--load-token`, else `--token`.
+fn load_endpoint(args: &Args) -> Result<Arc<Endpoint>, BoxError> {
+    match args.load_token.as_deref() {
+        Some(token) => Endpoint::new(&args.target, Some(token), args.timeout),
+        None => aisle_endpoint(args),
+    }
+}
+
 async fn run_flash(args: &Args, backend: Backend, prefix: &str) -> Result<Report, BoxError> {
     let shared = Arc::new(FlashShared::new(prefix, args.flash_config()));
     let run_for = args.warmup + args.duration;
@@ -355,8 +367,9 @@ async fn run_flash(args: &Args, backend: Backend, prefix: &str) -> Result<Report
         Backend::Aisle => {
             let endpoint = aisle_endpoint(args)?;
             flash::setup_aisle(&endpoint, &shared, run_for).await?;
+            let load = load_endpoint(args)?;
             for w in 0..n {
-                let claimer = Claimer::Aisle(crate::http::Conn::new(endpoint.clone()));
+                let claimer = Claimer::Aisle(crate::http::Conn::new(load.clone()));
                 workers.push(FlashWorker::new(claimer, w, n, args.seed, shared.clone()));
             }
             wal_before = WalCounters::read(&endpoint).await;
@@ -425,7 +438,8 @@ async fn run_aisle(args: &Args, prefix: &str) -> Result<Report, BoxError> {
         mix,
     });
     let n = args.concurrency;
-    let workers = (0..n).map(|w| AisleWorker::new(endpoint.clone(), w, n, args.seed, shared.clone())).collect();
+    let load = load_endpoint(args)?;
+    let workers = (0..n).map(|w| AisleWorker::new(load.clone(), w, n, args.seed, shared.clone())).collect();
     let wal_before = WalCounters::read(&endpoint).await;
     let result = driver::run(&args.load_config(), workers).await;
 

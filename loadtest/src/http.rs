@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -163,8 +163,13 @@ impl Conn {
         };
         let response = sender.send_request(request).await?;
         let status = response.status();
+        // The server closes after this answer (a connection refused at its cap, a 413): the
+        // next request opens a new connection rather than failing on this one.
+        let closing = response.headers().get(CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let body = response.into_body().collect().await?.to_bytes();
-        self.sender = Some(sender);
+        if !closing {
+            self.sender = Some(sender);
+        }
         Ok(Reply { status, body })
     }
 

@@ -49,6 +49,8 @@ pub struct Report {
     pub latency_ms: Percentiles,
     /// All requests, from the actual send.
     pub service_ms: Percentiles,
+    /// The 2xx answers only, from the intended start.
+    pub ok_latency_ms: Percentiles,
     pub ok: u64,
     pub rejected: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
@@ -106,6 +108,7 @@ impl Report {
             throughput: all.per_second,
             latency_ms: all.latency_ms.clone(),
             service_ms: all.service_ms.clone(),
+            ok_latency_ms: all.ok_latency_ms.clone(),
             ok: all.ok,
             error_count: all.error_count(),
             rejected: all.rejected.clone(),
@@ -156,6 +159,9 @@ impl Report {
             row(&mut s, &k.kind, k.requests, k.per_second, &k.latency_ms);
         }
         row(&mut s, "all", self.requests, self.throughput, &self.latency_ms);
+        if self.ok < self.requests {
+            row(&mut s, "all 2xx", self.ok, self.ok as f64 / self.duration_s.max(1e-9), &self.ok_latency_ms);
+        }
         if self.rate.is_some() {
             let _ = writeln!(s, "latency above counts from each request's intended start; service time (from send):");
             row(&mut s, "all", self.requests, self.throughput, &self.service_ms);

@@ -6,7 +6,9 @@
 //!   waiting for the answer sees (coordinated-omission correction).
 //! - `service`: from the moment the request was actually sent to its answer.
 //!
-//! In a closed-loop run both are the same.
+//! In a closed-loop run both are the same. A third, `ok_latency`, is `latency` of the 2xx
+//! answers only: under overload the fast refusals (429, 503) would otherwise hide how long the
+//! requests that were served took.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +61,7 @@ pub struct Live {
 struct KindStats {
     latency: Histogram<u64>,
     service: Histogram<u64>,
+    ok_latency: Histogram<u64>,
     ok: u64,
     rejected: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
@@ -69,6 +72,7 @@ impl KindStats {
         KindStats {
             latency: histogram(),
             service: histogram(),
+            ok_latency: histogram(),
             ok: 0,
             rejected: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -79,6 +83,7 @@ impl KindStats {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
         let _ = self.service.add(&other.service);
+        let _ = self.ok_latency.add(&other.ok_latency);
         self.ok += other.ok;
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
@@ -113,10 +118,14 @@ impl Recorder {
             return;
         }
         let stats = self.kinds.entry(kind).or_insert_with(KindStats::new);
-        stats.latency.saturating_record(micros(done.saturating_duration_since(intended.min(sent))));
+        let latency = micros(done.saturating_duration_since(intended.min(sent)));
+        stats.latency.saturating_record(latency);
         stats.service.saturating_record(micros(done.saturating_duration_since(sent)));
         match outcome {
-            Outcome::Ok => stats.ok += 1,
+            Outcome::Ok => {
+                stats.ok += 1;
+                stats.ok_latency.saturating_record(latency);
+            }
             Outcome::Rejected(l) => *stats.rejected.entry(l.clone()).or_default() += 1,
             Outcome::Error(l) => *stats.errors.entry(l.clone()).or_default() += 1,
         }
@@ -191,6 +200,8 @@ pub struct KindSummary {
     pub latency_ms: Percentiles,
     /// From the actual send.
     pub service_ms: Percentiles,
+    /// `latency_ms` of the 2xx answers only.
+    pub ok_latency_ms: Percentiles,
     pub ok: u64,
     pub rejected: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
@@ -205,6 +216,7 @@ impl KindSummary {
             per_second: requests as f64 / secs,
             latency_ms: Percentiles::of(&s.latency),
             service_ms: Percentiles::of(&s.service),
+            ok_latency_ms: Percentiles::of(&s.ok_latency),
             ok: s.ok,
             rejected: s.rejected.clone(),
             errors: s.errors.clone(),

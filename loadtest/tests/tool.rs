@@ -302,3 +302,35 @@ async fn a_run_against_an_honest_server_passes() {
     assert!(report.passed, "{}", report.table());
     assert_eq!(report.exit_code(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_with_connection_close_is_followed_by_a_new_connection() {
+    // Like aisle's answer to a connection past its cap: one answer, `Connection: close`.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let addr = listener.local_addr().expect("listener address");
+    let connections = Arc::new(AtomicU64::new(0));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    let mut resp = Response::new(Full::new(Bytes::from_static(b"{\"code\":\"unavailable\"}")));
+                    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    resp.headers_mut()
+                        .insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    let endpoint = Endpoint::new(&format!("http://{addr}"), None, Duration::from_secs(10)).expect("endpoint");
+    let mut conn = Conn::new(endpoint);
+    for i in 0..200 {
+        let reply = conn.send(Method::GET, "/", None).await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(connections.load(Ordering::Relaxed), 200, "one connection per answer");
+}
