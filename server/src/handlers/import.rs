@@ -102,6 +102,12 @@ fn missing(field: &str) -> ApiError {
 }
 
 impl ImportLineIn {
+    /// What the import does with this line before the engine sees it: `Ok` when it would be
+    /// submitted, else the error its report names. Public for the fuzz targets.
+    pub fn check(self, principal: &Principal) -> Result<(), ApiError> {
+        self.into_command(principal).map(drop)
+    }
+
     fn into_command(self, principal: &Principal) -> Result<Command, ApiError> {
         let adjust = self.delta.is_some() || self.counted.is_some();
         match self.op.unwrap_or(if adjust { Op::Adjust } else { Op::Receive }) {

@@ -93,7 +93,7 @@ pub struct RejectIn {
 }
 
 /// Lines with quantities range-checked (a negative or huge `qty` is a 422 naming the field).
-fn lines_in(lines: Vec<TransferLineIn>) -> Result<Vec<TransferLine>, ApiError> {
+pub fn lines_in(lines: Vec<TransferLineIn>) -> Result<Vec<TransferLine>, ApiError> {
     let mut errors = Vec::new();
     let lines = lines
         .into_iter()
