@@ -5,7 +5,7 @@
 //! invariants must hold after it.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use aisle_engine::time::ManualClock;
 use aisle_engine::wal::Durability;
@@ -101,22 +101,29 @@ const SEED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/transfers/2/ship", ""),
 ];
 
-/// What every server of the process shares: the token store (on tmpfs where there is one, as
-/// creating a token rewrites its file) and one caller per role.
-struct Shared {
+/// What the servers of one run share: the token store (in a temporary directory, on tmpfs
+/// where there is one, as creating a token rewrites its file), the metrics registry and one
+/// caller per role. Dropping it removes the directory.
+pub struct Shared {
     tokens: Arc<TokenStore>,
     metrics: Metrics,
     principals: Vec<Principal>,
     _dir: tempfile::TempDir,
 }
 
-fn shared(runtime: &Runtime) -> &'static Shared {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| {
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("principals", &self.principals).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir_in("/dev/shm")
             .or_else(|_| tempfile::tempdir())
             .expect("a temporary directory for the token store");
         let tokens = Arc::new(TokenStore::open(dir.path(), None).expect("an empty token store opens"));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let make = |name: &str, role, channel: Option<&str>, location: Option<&str>| {
             let made = runtime
                 .block_on(tokens.create(name.into(), role, channel.map(str::to_owned), location.map(str::to_owned)))
@@ -131,33 +138,39 @@ fn shared(runtime: &Runtime) -> &'static Shared {
         ];
         let metrics = Metrics::new(dir.path().to_owned()).expect("the metrics registry");
         Shared { tokens, metrics, principals, _dir: dir }
-    })
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
 }
 
 /// One server: a fresh engine seeded with [`SEED`].
-pub struct Server {
+pub struct Server<'s> {
     runtime: Runtime,
     app: Arc<App>,
     clock: ManualClock,
+    shared: &'s Shared,
 }
 
-impl std::fmt::Debug for Server {
+impl std::fmt::Debug for Server<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server").field("app", &self.app).finish_non_exhaustive()
     }
 }
 
-impl Server {
-    pub fn new() -> Self {
+impl<'s> Server<'s> {
+    pub fn new(shared: &'s Shared) -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let clock = ManualClock::new(T0);
         let config = EngineConfig::manual(Durability::None, Arc::new(clock.clone()));
         let (storage, _, _) = Storage::memory();
         let (engine, _) = Engine::open(config, storage).expect("an engine in memory opens");
-        let shared = shared(&runtime);
         let budgets = Budgets::new(0, 0, 1);
         let app = Arc::new(App::new(engine, shared.tokens.clone(), shared.metrics.clone(), 1 << 20, budgets));
-        let server = Server { runtime, app, clock };
+        let server = Server { runtime, app, clock, shared };
         let admin = &shared.principals[0];
         for (method, path, body) in SEED {
             let answer = server.send(method, path, body.as_bytes().to_vec(), admin, None);
@@ -200,7 +213,7 @@ impl Server {
 
     /// Runs the requests a script asks for, checking each answer and the invariants after it.
     pub fn run(&self, c: &mut Cursor) {
-        let principals = &shared(&self.runtime).principals;
+        let principals = &self.shared.principals;
         for _ in 0..=c.below(12) {
             if c.one_in(10) {
                 self.tick(c);
@@ -222,9 +235,16 @@ impl Server {
                 Ok(reply) => {
                     let status = reply.status.as_u16();
                     assert!((200..300).contains(&status), "{} answered {status}", what());
-                    if !reply.body.is_empty() {
-                        let json = serde_json::from_slice::<serde_json::Value>(&reply.body);
-                        assert!(json.is_ok(), "{} answered a body that is not JSON", what());
+                    let json = match reply.body.is_empty() {
+                        true => serde_json::Value::Null,
+                        false => serde_json::from_slice(&reply.body)
+                            .unwrap_or_else(|e| panic!("{} answered a body that is not JSON: {e}", what())),
+                    };
+                    // The token store is shared by every server of the run: revoke what the
+                    // request made, so the store (rewritten on every change) stays small.
+                    if let Some(id) = json.get("secret").and(json.get("id")).and_then(|id| id.as_str()) {
+                        let revoked = self.runtime.block_on(self.shared.tokens.revoke(id));
+                        assert!(matches!(revoked, Ok(true)), "revoking the token just made: {revoked:?}");
                     }
                 }
                 Err(error) => {
@@ -248,12 +268,6 @@ impl Server {
         if let Err(broken) = engine.check_invariants() {
             panic!("after moving the clock by {ms} ms: {broken}");
         }
-    }
-}
-
-impl Default for Server {
-    fn default() -> Self {
-        Server::new()
     }
 }
 
@@ -313,11 +327,12 @@ mod tests {
 
     #[test]
     fn the_seeded_server_answers_and_keeps_its_invariants() {
-        let server = Server::new();
+        let shared = Shared::new();
+        let server = Server::new(&shared);
         // A script of zeros: one request, the first op with its plain body.
         server.run(&mut Cursor::new(&[0; 512]));
         assert!(server.engine().location("HK-WH").is_some());
-        let admin = &shared(&server.runtime).principals[0];
+        let admin = &shared.principals[0];
         let made = server.send("POST", "/v1/reservations/1/commit", Vec::new(), admin, None);
         assert!(made.is_ok(), "the seeded reservation commits: {made:?}");
     }

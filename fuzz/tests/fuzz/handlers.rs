@@ -1,6 +1,8 @@
 //! Requests through the real handlers and engine.
 
-use aisle_fuzz::handlers::Server;
+use std::panic::AssertUnwindSafe;
+
+use aisle_fuzz::handlers::{Server, Shared};
 use aisle_fuzz::{budgeted, Cursor};
 use bolero::check;
 
@@ -11,7 +13,9 @@ use bolero::check;
 /// Script: see `aisle_fuzz::handlers::Server::run`.
 #[test]
 fn handlers() {
+    // The token store's directory goes when the target ends, whether it passes or fails.
+    let shared = AssertUnwindSafe(Shared::new());
     budgeted(check!()).for_each(|input: &[u8]| {
-        Server::new().run(&mut Cursor::new(input));
+        Server::new(&shared).run(&mut Cursor::new(input));
     });
 }
