@@ -27,7 +27,7 @@ const PROBLEMS: &[(u16, &str)] = &[
     (413, "The body is over the limit."),
     (422, "Invalid request: `errors` names each field (or `Idempotency-Key` reused for another request)."),
     (429, "Over the token's request budget; see Retry-After."),
-    (503, "Busy, read-only or shutting down; see Retry-After."),
+    (503, "Busy, read-only, shutting down, or at the connection cap (then the connection closes); see Retry-After."),
 ];
 
 fn generator(contract: Contract) -> SchemaGenerator {
