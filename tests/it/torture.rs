@@ -85,7 +85,9 @@ async fn client(base: String, worker: u64, round: usize, acked: Arc<Mutex<Acked>
                 answer
             }
             3..=5 => {
-                let body = json!({"channel": "web", "lines": [{"sku": sku, "qty": 1 + pick % 2, "location": loc}]});
+                // A day to live: none expires (and is pruned once finished) during the run.
+                let line = json!({"sku": sku, "qty": 1 + pick % 2, "location": loc});
+                let body = json!({"channel": "web", "lines": [line], "ttl_seconds": 86_400});
                 let answer = call(&client, &base, "POST", "/v1/reservations", body, None).await;
                 if let Some((201, view)) = &answer {
                     let id = view["id"].as_str().unwrap_or_default().to_owned();
@@ -101,7 +103,12 @@ async fn client(base: String, worker: u64, round: usize, acked: Arc<Mutex<Acked>
                             Some((200, _)) => {
                                 acked.lock().expect("ledger").reservations.insert(id, next);
                             }
-                            None => return,
+                            None => {
+                                // Killed mid-call: the step may or may not have happened.
+                                let maybe = if next == "released" { "active, maybe released" } else { "active" };
+                                acked.lock().expect("ledger").reservations.insert(id, maybe);
+                                return;
+                            }
                             _ => {}
                         }
                     }
@@ -156,7 +163,9 @@ async fn client(base: String, worker: u64, round: usize, acked: Arc<Mutex<Acked>
 /// Where a status may have gone since it was acknowledged (expiry, the sale's hold time).
 fn reached(acked: &str, now: &str) -> bool {
     match acked {
-        "active" => matches!(now, "active" | "committed" | "fulfilled" | "released" | "expired" | "cancelled"),
+        "active" | "active, maybe released" => {
+            matches!(now, "active" | "committed" | "fulfilled" | "released" | "expired" | "cancelled")
+        }
         "committed" => matches!(now, "committed" | "fulfilled" | "cancelled"),
         "held" => matches!(now, "held" | "shipped" | "partially_received" | "received" | "cancelled"),
         "shipped" => matches!(now, "shipped" | "partially_received" | "received"),
@@ -264,7 +273,12 @@ async fn check(server: &Server, acked: &Mutex<Acked>) {
     assert_eq!(before, after, "probing receipt keys changed stock");
     for (id, status) in &reservations {
         let got = server.admin("GET", &format!("/v1/reservations/{id}"), None).await;
-        assert_eq!(got.status, 200, "acknowledged reservation {id} is gone: {got:?}");
+        // A released one is finished: kept for an hour, but the oldest go first once a
+        // shard holds FINISHED_RESERVATIONS_PER_SHARD_MAX of them (a logged prune).
+        if got.status == 404 && status.ends_with("released") {
+            continue;
+        }
+        assert_eq!(got.status, 200, "acknowledged reservation {id} ({status}) is gone: {got:?}");
         let now = got.body["status"].as_str().unwrap_or_default();
         assert!(reached(status, now), "reservation {id} acknowledged {status}, now {now}");
     }
