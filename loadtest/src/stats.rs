@@ -6,9 +6,9 @@
 //!   waiting for the answer sees (coordinated-omission correction).
 //! - `service`: from the moment the request was actually sent to its answer.
 //!
-//! In a closed-loop run both are the same. A third, `ok_latency`, is `latency` of the 2xx
-//! answers only: under overload the fast refusals (429, 503) would otherwise hide how long the
-//! requests that were served took.
+//! In a closed-loop run both are the same. `ok_latency` and `ok_service` are the same two of
+//! the 2xx answers only: under overload the fast refusals (429, 503) would otherwise hide how
+//! long the requests that were served took.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +62,7 @@ struct KindStats {
     latency: Histogram<u64>,
     service: Histogram<u64>,
     ok_latency: Histogram<u64>,
+    ok_service: Histogram<u64>,
     ok: u64,
     rejected: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
@@ -73,6 +74,7 @@ impl KindStats {
             latency: histogram(),
             service: histogram(),
             ok_latency: histogram(),
+            ok_service: histogram(),
             ok: 0,
             rejected: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -84,6 +86,7 @@ impl KindStats {
         let _ = self.latency.add(&other.latency);
         let _ = self.service.add(&other.service);
         let _ = self.ok_latency.add(&other.ok_latency);
+        let _ = self.ok_service.add(&other.ok_service);
         self.ok += other.ok;
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
@@ -120,11 +123,13 @@ impl Recorder {
         let stats = self.kinds.entry(kind).or_insert_with(KindStats::new);
         let latency = micros(done.saturating_duration_since(intended.min(sent)));
         stats.latency.saturating_record(latency);
-        stats.service.saturating_record(micros(done.saturating_duration_since(sent)));
+        let service = micros(done.saturating_duration_since(sent));
+        stats.service.saturating_record(service);
         match outcome {
             Outcome::Ok => {
                 stats.ok += 1;
                 stats.ok_latency.saturating_record(latency);
+                stats.ok_service.saturating_record(service);
             }
             Outcome::Rejected(l) => *stats.rejected.entry(l.clone()).or_default() += 1,
             Outcome::Error(l) => *stats.errors.entry(l.clone()).or_default() += 1,
@@ -202,6 +207,8 @@ pub struct KindSummary {
     pub service_ms: Percentiles,
     /// `latency_ms` of the 2xx answers only.
     pub ok_latency_ms: Percentiles,
+    /// `service_ms` of the 2xx answers only.
+    pub ok_service_ms: Percentiles,
     pub ok: u64,
     pub rejected: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
@@ -217,6 +224,7 @@ impl KindSummary {
             latency_ms: Percentiles::of(&s.latency),
             service_ms: Percentiles::of(&s.service),
             ok_latency_ms: Percentiles::of(&s.ok_latency),
+            ok_service_ms: Percentiles::of(&s.ok_service),
             ok: s.ok,
             rejected: s.rejected.clone(),
             errors: s.errors.clone(),
