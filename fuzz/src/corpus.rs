@@ -2,7 +2,8 @@
 //! `cargo run -p aisle-fuzz --bin aisle-fuzz-corpus`: real log records, segments and the
 //! snapshot of [`crate::session`], every request type's examples, and short scripts for the
 //! damage and handlers targets. Seeds named `valid-…` are inputs the decoders must accept;
-//! the corpus test checks that they still are.
+//! the corpus test checks that they still are. Files named `regression-…` are inputs that
+//! found a bug, kept as found (the writer leaves files it did not make alone).
 
 use std::path::PathBuf;
 

@@ -325,6 +325,20 @@ mod tests {
         }
     }
 
+    /// Found by this target in a debug build: `delta.abs()` overflowed on i64::MIN (a panic;
+    /// in release builds the value passed the range check and was refused later as a 409).
+    #[test]
+    fn an_adjustment_by_i64_min_is_an_invalid_request() {
+        let shared = Shared::new();
+        let server = Server::new(&shared);
+        for delta in [i64::MIN, i64::MAX, -1_000_000_001] {
+            let body = format!(r#"{{"location":"HK-WH","sku":"TEE-M","delta":{delta},"reason":"loss"}}"#);
+            let answer = server.send("POST", "/v1/stock/adjust", body.into_bytes(), &shared.principals[0], None);
+            let status = answer.err().map(|e| e.parts().status.as_u16());
+            assert_eq!(status, Some(422), "a delta of {delta}");
+        }
+    }
+
     #[test]
     fn the_seeded_server_answers_and_keeps_its_invariants() {
         let shared = Shared::new();

@@ -384,7 +384,9 @@ impl Engine {
         let mut errors = Vec::new();
         check_cell_ref(&adjust.sku, &adjust.location, &mut errors);
         match adjust.change {
-            AdjustChange::Delta(delta) if delta == 0 || delta.abs() > ADJUST_QTY_MAX => {
+            // Not `delta.abs()`: it overflows on i64::MIN (a panic in debug builds; in release
+            // it stays negative and passed this check).
+            AdjustChange::Delta(delta) if delta == 0 || !(-ADJUST_QTY_MAX..=ADJUST_QTY_MAX).contains(&delta) => {
                 errors.push(FieldError::new("delta", format!("must be non-zero and at most {ADJUST_QTY_MAX} in size")))
             }
             AdjustChange::Counted(counted) if !(0..=ADJUST_QTY_MAX).contains(&counted) => {
