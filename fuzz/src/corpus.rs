@@ -20,6 +20,7 @@ pub const TARGETS: &[&str] = &[
     "snapshot__snapshot_damage",
     "bodies__request_bodies",
     "handlers__handlers",
+    "handlers__handlers_replay",
 ];
 
 /// One seed: its target, file name and bytes.
@@ -109,11 +110,22 @@ pub fn seeds() -> Vec<Seed> {
         out.push(seed("bodies__request_bodies", format!("array-{}", kind.name), &[&[index, 0], b"[]"]));
     }
 
-    // handlers: one request of each op with its plain generated body, as the admin.
+    // handlers and handlers_replay: one request of each op with its plain generated body, as
+    // the admin; and a script of three steps.
+    let snapshot =
+        u8::try_from(OPS.iter().position(|op| op.path == "/v1/ops/snapshot").unwrap_or(0)).expect("fewer than 256 ops");
     for (index, op) in OPS.iter().enumerate() {
         let index = u8::try_from(index).expect("fewer than 256 ops");
         let name = format!("{}-{}", op.method, op.path.trim_start_matches('/').replace(['/', '{', '}'], "_"));
-        out.push(seed("handlers__handlers", name.to_lowercase(), &[&[0, 0, index], &[0; 253]]));
+        for target in ["handlers__handlers", "handlers__handlers_replay"] {
+            out.push(seed(target, name.to_lowercase(), &[&[0, 0, index], &[0; 253]]));
+        }
     }
+    let mut script = vec![2, 0, 6];
+    script.extend([0; 64]);
+    script.extend([0, snapshot, 0, 0, 0]);
+    script.extend([9, 3]);
+    script.extend([0; 128]);
+    out.push(seed("handlers__handlers_replay", "script-three-steps", &[&script]));
     out
 }

@@ -153,6 +153,9 @@ pub struct Server<'s> {
     app: Arc<App>,
     clock: ManualClock,
     shared: &'s Shared,
+    /// Where a logged server's log and snapshots are, and how it was configured (to open a
+    /// replica on them).
+    logged: Option<(Storage, EngineConfig)>,
 }
 
 impl std::fmt::Debug for Server<'_> {
@@ -162,15 +165,29 @@ impl std::fmt::Debug for Server<'_> {
 }
 
 impl<'s> Server<'s> {
+    /// A server whose engine logs nothing.
     pub fn new(shared: &'s Shared) -> Self {
+        Server::open(shared, Durability::None)
+    }
+
+    /// A server whose engine logs every write (fsync durability on in-memory files), so that
+    /// [`Server::check_replay`] can recover a replica from its log and snapshots.
+    pub fn logged(shared: &'s Shared) -> Self {
+        Server::open(shared, Durability::Fsync)
+    }
+
+    fn open(shared: &'s Shared, durability: Durability) -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let clock = ManualClock::new(T0);
-        let config = EngineConfig::manual(Durability::None, Arc::new(clock.clone()));
+        let config = EngineConfig::manual(durability, Arc::new(clock.clone()));
+        // No document store: the audit trail is a projection, not what replay must rebuild.
         let (storage, _, _) = Storage::memory();
+        let storage = Storage { documents: None, ..storage };
+        let logged = (durability != Durability::None).then(|| (storage.clone(), config.clone()));
         let (engine, _) = Engine::open(config, storage).expect("an engine in memory opens");
         let budgets = Budgets::new(0, 0, 1);
         let app = Arc::new(App::new(engine, shared.tokens.clone(), shared.metrics.clone(), 1 << 20, budgets));
-        let server = Server { runtime, app, clock, shared };
+        let server = Server { runtime, app, clock, shared, logged };
         let admin = &shared.principals[0];
         for (method, path, body) in SEED {
             let answer = server.send(method, path, body.as_bytes().to_vec(), admin, None);
@@ -255,6 +272,24 @@ impl<'s> Server<'s> {
             if let Err(broken) = self.engine().check_invariants() {
                 panic!("after {}: {broken}", what());
             }
+        }
+    }
+
+    /// Log and snapshots determine the state: closes a logged server's engine, recovers a
+    /// replica from what it wrote and compares the two. Does nothing for a server that logs
+    /// nothing.
+    pub fn check_replay(self) {
+        let Some((storage, config)) = self.logged else { return };
+        let engine = self.app.engine.clone();
+        let live = engine.canonical_image();
+        drop(self.app);
+        engine.close().expect("a logged engine in memory closes");
+        let (replica, _) = Engine::open(config, storage).unwrap_or_else(|e| panic!("recovering the replica: {e}"));
+        assert!(replica.location("HK-WH").is_some(), "the replica replayed the seed");
+        let recovered = replica.canonical_image();
+        assert!(recovered == live, "the replica differs from the engine that wrote its log:\n{live:?}\n{recovered:?}");
+        if let Err(broken) = replica.check_invariants() {
+            panic!("the replica breaks an invariant: {broken}");
         }
     }
 

@@ -12,8 +12,9 @@
 //!   inputs the damage targets start from.
 //! - [`json`] and [`bodies`]: request bodies generated from a description of each request
 //!   type, and each type's parse-and-convert path as the handlers run it.
-//! - [`handlers`]: a server (engine in memory, no socket) that the handlers target sends
-//!   requests to, checking the engine's invariants after each.
+//! - [`handlers`]: a server (engine in memory, no socket) that the handlers targets send
+//!   requests to, checking the engine's invariants after each and, for a server that logs,
+//!   that a replica recovered from its log and snapshots equals it.
 //!
 //! # How long
 //! Under `cargo test` (bolero's random engine, stable Rust) each target runs for

@@ -19,3 +19,16 @@ fn handlers() {
         Server::new(&shared).run(&mut Cursor::new(input));
     });
 }
+
+/// The same requests against a server that logs every write: afterwards, a replica recovered
+/// from its log and snapshots (the script may have taken some) equals it, as compared by
+/// `Engine::canonical_image`, and keeps the invariants.
+#[test]
+fn handlers_replay() {
+    let shared = AssertUnwindSafe(Shared::new());
+    budgeted(check!()).for_each(|input: &[u8]| {
+        let server = Server::logged(&shared);
+        server.run(&mut Cursor::new(input));
+        server.check_replay();
+    });
+}
