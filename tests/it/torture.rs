@@ -68,7 +68,7 @@ fn xorshift(seed: &mut u64) -> u64 {
 /// One client: a loop of mixed writes until the server stops answering.
 async fn client(base: String, worker: u64, round: usize, acked: Arc<Mutex<Acked>>) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-    let mut seed = 0x9e37_79b9_7f4a_7c15 ^ (worker + 1) * 0x1000_0001 ^ round as u64;
+    let mut seed = 0x9e37_79b9_7f4a_7c15 ^ ((worker + 1) * 0x1000_0001) ^ round as u64;
     let mut step = 0u64;
     loop {
         step += 1;
