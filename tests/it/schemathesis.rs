@@ -101,7 +101,10 @@ fn schemathesis_finds_no_failure_and_no_server_error() {
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis"))
         .env("AISLE_TOKEN", ADMIN)
         .args(["--no-color", "run", &format!("{}/openapi.json", server.base)])
-        .args(["--checks", "all", "--phases", "examples,coverage,fuzzing,stateful"])
+        // `use_after_free` is off for the reason schemathesis.toml gives (DELETE ends a
+        // reservation or transfer and keeps it readable); the command line outranks the file.
+        .args(["--checks", "all", "--exclude-checks", "use_after_free"])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-time", &seconds, "--seed", &seed, "--workers", "2", "--request-timeout", "30"])
         .output()
         .expect("run schemathesis");
